@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the build and the tests use. Idempotent:
+# apt-get runs only when something is missing. Needs root (or sudo).
+set -euo pipefail
+
+packages=(
+	make git ca-certificates
+	protobuf-compiler        # make gen / check-gen (protoc 3.21.12 on Debian 12)
+	mariadb-server mariadb-client  # the auth store suite runs against real MariaDB
+	dovecot-core             # doveadm pw: password-hash test vectors
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+	echo "all packages present"
+	exit 0
+fi
+echo "installing: ${missing[*]}"
+sudo=""
+[[ $(id -u) == 0 ]] || sudo=sudo
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# Debian's maintainer scripts try to start services; that is harmless here
+# (the test scripts start what they need themselves).
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,14 @@
+// Command mailctl manages a postcove installation: domains, users, aliases,
+// logins, and (later) the queue, DKIM keys and DNS records. Run
+// `mailctl help` for the commands.
+package main
+
+import (
+	"os"
+
+	"github.com/postcove/postcove/services/mailctl/internal/cli"
+)
+
+func main() {
+	os.Exit(cli.Main(os.Args[1:], cli.OSEnv()))
+}
