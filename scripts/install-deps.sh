@@ -8,6 +8,7 @@ packages=(
 	protobuf-compiler        # make gen / check-gen (protoc 3.21.12 on Debian 12)
 	mariadb-server mariadb-client  # the auth store suite runs against real MariaDB
 	dovecot-core             # doveadm pw: password-hash test vectors
+	fail2ban                 # fail2ban-regex checks the shipped filter
 )
 
 missing=()

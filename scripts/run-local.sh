@@ -14,6 +14,7 @@ stop() {
 	trap - INT TERM EXIT
 	((${#pids[@]})) && kill -TERM "${pids[@]}" 2>/dev/null || true
 	wait
+	exit 0
 }
 trap stop INT TERM EXIT
 

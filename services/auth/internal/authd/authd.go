@@ -79,6 +79,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		go func() { errc <- metrics.Serve(ctx, cfg.Listen.Metrics, reg, log) }()
 	}
 	go watchHealth(ctx, srv, hs, cfg.Database.HealthInterval, log)
+	go pruneLockouts(ctx, srv, log)
 	log.Info("auth serving", "grpc", lis.Addr().String(), "metrics", cfg.Listen.Metrics, "database", cfg.Database.Driver, "tls", tlsCfg != nil)
 
 	var first error
@@ -152,6 +153,23 @@ func watchHealth(ctx context.Context, srv *server.Server, hs *health.Server, eve
 		select {
 		case <-ctx.Done():
 			hs.Shutdown()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// pruneLockouts deletes stale login-failure counters once an hour. Every
+// instance does it; the DELETE is idempotent, so that is harmless.
+func pruneLockouts(ctx context.Context, srv *server.Server, log *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if err := srv.PruneLockouts(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("pruning login-failure counters failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
 			return
 		case <-t.C:
 		}

@@ -25,6 +25,7 @@ type Counters interface {
 	RecordFailure(ctx context.Context, scope store.FailureScope, key string, now, forgetBefore time.Time) (store.Failures, error)
 	GetFailures(ctx context.Context, scope store.FailureScope, key string) (store.Failures, error)
 	ClearFailures(ctx context.Context, scope store.FailureScope, key string) error
+	PruneFailures(ctx context.Context, before time.Time) (int64, error)
 }
 
 // Rule is the policy for one scope.
@@ -136,6 +137,16 @@ func (g *Guard) Clear(ctx context.Context, ip, account string) error {
 		}
 	}
 	return nil
+}
+
+// Prune deletes counters that ForgetAfter has made meaningless; the auth
+// service calls it periodically.
+func (g *Guard) Prune(ctx context.Context) (int64, error) {
+	n, err := g.counters.PruneFailures(ctx, g.now().Add(-g.policy.ForgetAfter))
+	if err != nil {
+		return 0, fmt.Errorf("lockout prune: %w", err)
+	}
+	return n, nil
 }
 
 type counterKey struct {

@@ -122,3 +122,14 @@ func TestDisabledScopes(t *testing.T) {
 		t.Errorf("Locked with thresholds 0 = %v, want 0", d)
 	}
 }
+
+func TestPrune(t *testing.T) {
+	g, c := newGuard(t, lockout.DefaultPolicy())
+	fail(t, g, "192.0.2.1", "", 5)
+	c.Advance(23 * time.Hour)
+	fail(t, g, "192.0.2.2", "", 1)
+	c.Advance(2 * time.Hour)
+	if n, err := g.Prune(context.Background()); err != nil || n != 1 {
+		t.Errorf("Prune() = %d, %v; want 1 (only the counter idle for over a day)", n, err)
+	}
+}

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -65,7 +66,8 @@ type env struct {
 type options struct {
 	policy  lockout.Policy
 	hasher  *password.Hasher
-	noCache bool // resolve without the answer cache
+	noCache bool      // resolve without the answer cache
+	logs    io.Writer // JSON logs go here; discarded when nil
 }
 
 func start(t testing.TB, st store.Store, o options) *env {
@@ -74,6 +76,9 @@ func start(t testing.TB, st store.Store, o options) *env {
 		o.hasher = password.New(password.DefaultParams())
 	}
 	log := slog.New(slog.DiscardHandler)
+	if o.logs != nil {
+		log = slog.New(slog.NewJSONHandler(o.logs, nil))
+	}
 	g, _ := grpcx.NewServer(grpcx.ServerOptions{Logger: log})
 	ttl := time.Minute
 	if o.noCache {

@@ -73,5 +73,17 @@ func (s *Server) Register(g *grpc.Server) {
 	authv1.RegisterAdminServiceServer(g, s)
 }
 
+// PruneLockouts deletes login-failure counters too old to matter.
+func (s *Server) PruneLockouts(ctx context.Context) error {
+	n, err := s.guard.Prune(ctx)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		s.log.Info("pruned old login-failure counters", "count", n)
+	}
+	return nil
+}
+
 // Ping reports whether the database answers, for the health check.
 func (s *Server) Ping(ctx context.Context) error { return s.store.Ping(ctx) }

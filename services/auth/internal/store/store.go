@@ -109,6 +109,10 @@ type Store interface {
 	GetFailures(ctx context.Context, scope FailureScope, key string) (Failures, error)
 	// ClearFailures forgets the counter; clearing a missing one is no error.
 	ClearFailures(ctx context.Context, scope FailureScope, key string) error
+	// PruneFailures deletes every counter whose last failure is before
+	// before, and returns how many it deleted. Without it the table would
+	// keep one row for every address that ever failed a login.
+	PruneFailures(ctx context.Context, before time.Time) (int64, error)
 
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error

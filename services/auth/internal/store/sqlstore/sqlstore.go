@@ -463,6 +463,18 @@ func (s *Store) ClearFailures(ctx context.Context, scope store.FailureScope, key
 	return nil
 }
 
+func (s *Store) PruneFailures(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.db.ExecContext(ctx, "DELETE FROM login_failures WHERE last_unix_ms < ?", before.UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("prune login failures: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("prune login failures: %w", err)
+	}
+	return n, nil
+}
+
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.db.PingContext(ctx); err != nil {
 		return fmt.Errorf("ping %s database: %w", s.d.Name, err)

@@ -32,6 +32,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Aliases", testAliases},
 		{"Failures", testFailures},
 		{"ConcurrentFailures", testConcurrentFailures},
+		{"PruneFailures", testPruneFailures},
 		{"ExactBytes", testExactBytes},
 		{"Ping", testPing},
 	}
@@ -479,6 +480,26 @@ func testFailures(t *testing.T, s store.Store) {
 	checkErr(t, "ClearFailures(ip, 192.0.2.1) again", s.ClearFailures(ctx, store.ScopeIP, "192.0.2.1"), nil)
 	if f, err := s.RecordFailure(ctx, store.ScopeIP, "192.0.2.1", t0, t0.Add(-minute)); err != nil || f.Count != 1 {
 		t.Errorf("RecordFailure(ip, 192.0.2.1) after clear = %+v, %v, want count 1", f, err)
+	}
+}
+
+func testPruneFailures(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	t0 := time.UnixMilli(1_700_000_000_123)
+	for i, key := range []string{"192.0.2.1", "192.0.2.2", "192.0.2.3"} {
+		at := t0.Add(time.Duration(i) * time.Hour)
+		if _, err := s.RecordFailure(ctx, store.ScopeIP, key, at, at.Add(-time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.PruneFailures(ctx, t0.Add(time.Hour))
+	if err != nil || n != 1 {
+		t.Errorf("PruneFailures(t0+1h) = %d, %v, want 1", n, err)
+	}
+	for key, want := range map[string]int{"192.0.2.1": 0, "192.0.2.2": 1, "192.0.2.3": 1} {
+		if f, err := s.GetFailures(ctx, store.ScopeIP, key); err != nil || f.Count != want {
+			t.Errorf("GetFailures(ip, %s) after prune = %+v, %v, want count %d", key, f, err, want)
+		}
 	}
 }
 
