@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/postcove/postcove/services/internal/grpcx"
 	"github.com/postcove/postcove/services/internal/testlib"
+	"github.com/postcove/postcove/services/internal/tlsconf"
 )
 
 // authBin is the auth binary built once for all tests: mailctl is tested
@@ -37,7 +39,8 @@ func TestMain(m *testing.M) {
 }
 
 // startAuth runs the auth binary on SQLite and returns its gRPC address.
-func startAuth(t *testing.T) string {
+// extraEnv configures it further (TLS, say).
+func startAuth(t *testing.T, extraEnv ...string) string {
 	t.Helper()
 	dir := testlib.TempDir(t)
 	addr := testlib.FreeAddr(t)
@@ -47,6 +50,7 @@ func startAuth(t *testing.T) string {
 		"POSTCOVE_AUTH_LISTEN_METRICS=",
 		"POSTCOVE_AUTH_DATABASE_DSN="+filepath.Join(dir, "auth.db"),
 	)
+	cmd.Env = append(cmd.Env, extraEnv...)
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -59,10 +63,14 @@ func startAuth(t *testing.T) string {
 			t.Logf("auth logs:\n%s", logs.String())
 		}
 	})
+	healthTLS, err := tlsFromEnv(extraEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := grpcx.CheckHealth(ctx, addr, nil, "")
+		err := grpcx.CheckHealth(ctx, addr, healthTLS, "")
 		cancel()
 		if err == nil {
 			return addr
@@ -165,4 +173,42 @@ func TestParseSize(t *testing.T) {
 			t.Errorf("parseSize(formatSize(%d)) = %d", n, got)
 		}
 	}
+}
+
+// tlsFromEnv is the client TLS config matching a startAuth TLS setup: the
+// test's own client certificate when the server asks for one.
+func tlsFromEnv(env []string) (*tls.Config, error) {
+	files := tlsconf.Files{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "POSTCOVE_AUTH_TLS_CA_FILE":
+			files.CA = v
+		case "TEST_CLIENT_CERT":
+			files.Cert = v
+		case "TEST_CLIENT_KEY":
+			files.Key = v
+		}
+	}
+	return tlsconf.ClientConfig(files, "")
+}
+
+// TestMailctlMutualTLS: with the auth API behind mTLS, mailctl gets in with
+// the CA and a client certificate, and is refused without one.
+func TestMailctlMutualTLS(t *testing.T) {
+	certs := testlib.NewCerts(t)
+	addr := startAuth(t,
+		"POSTCOVE_AUTH_TLS_CERT_FILE="+certs.ServerCert,
+		"POSTCOVE_AUTH_TLS_KEY_FILE="+certs.ServerKey,
+		"POSTCOVE_AUTH_TLS_CA_FILE="+certs.CA,
+		"TEST_CLIENT_CERT="+certs.ClientCert,
+		"TEST_CLIENT_KEY="+certs.ClientKey,
+	)
+	want(t, mailctl(t, addr, "", "--tls-ca", certs.CA, "--tls-cert", certs.ClientCert, "--tls-key", certs.ClientKey, "domain", "add", "example.org"), 0, "added", "")
+	r := mailctl(t, addr, "", "--timeout", "5s", "--tls-ca", certs.CA, "domain", "list")
+	t.Logf("without a client certificate: %s", r.stderr)
+	want(t, r, 1, "", "--tls-cert")
+	r = mailctl(t, addr, "", "--timeout", "5s", "domain", "list")
+	t.Logf("without TLS: %s", r.stderr)
+	want(t, r, 1, "", "--tls-ca")
 }

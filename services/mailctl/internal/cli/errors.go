@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/postcove/postcove/services/internal/tlsconf"
 )
 
 // rpcError turns a gRPC error into a message that says what to do next.
@@ -18,6 +21,12 @@ func (a *app) rpcError(err error, hint string) error {
 	msg := st.Message()
 	switch st.Code() {
 	case codes.Unavailable:
+		switch {
+		case strings.Contains(msg, "tls:") || strings.Contains(msg, "x509:") || strings.Contains(msg, "certificate"):
+			return fmt.Errorf("TLS with the auth service at %s failed (%s): check --tls-ca, --tls-cert and --tls-key (or MAILCTL_TLS_CA, MAILCTL_TLS_CERT, MAILCTL_TLS_KEY)", a.authAddr, msg)
+		case strings.Contains(msg, "server preface: EOF") && a.tls == (tlsconf.Files{}):
+			return fmt.Errorf("the auth service at %s closed the connection (%s): if it uses TLS, pass --tls-ca, and --tls-cert and --tls-key for mTLS", a.authAddr, msg)
+		}
 		return fmt.Errorf("auth service at %s unavailable (%s): is it running? Start it with 'make run', or point --auth or MAILCTL_AUTH_ADDR at it", a.authAddr, msg)
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("no answer from the auth service at %s within %s: check that it is running and reachable", a.authAddr, a.timeout)
