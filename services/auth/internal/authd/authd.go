@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
+	"runtime/debug"
 	"time"
 
 	"google.golang.org/grpc/health"
@@ -52,11 +54,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer st.Close()
 
+	hasher := password.New(password.DefaultParams())
+	if _, err := hasher.Hash("check the parameters"); err != nil {
+		return fmt.Errorf("password parameters: %w", err)
+	}
+	limitMemory(cfg.MaxConcurrentLogins, password.DefaultParams(), log)
+
 	reg := metrics.NewRegistry()
 	g, hs := grpcx.NewServer(grpcx.ServerOptions{TLS: tlsCfg, Logger: log, Registry: reg})
 	srv := server.New(server.Options{
 		Store:  st,
-		Hasher: password.New(password.DefaultParams()),
+		Hasher: hasher,
 		Lockout: lockout.Policy{
 			IP:          lockout.Rule{Threshold: cfg.Lockout.IPThreshold, Base: cfg.Lockout.IPBase, Max: cfg.Lockout.IPMax},
 			Account:     lockout.Rule{Threshold: cfg.Lockout.AccountThreshold, Base: cfg.Lockout.AccountBase, Max: cfg.Lockout.AccountMax},
@@ -174,4 +182,20 @@ func pruneLockouts(ctx context.Context, srv *server.Server, log *slog.Logger) {
 		case <-t.C:
 		}
 	}
+}
+
+// limitMemory sets a soft memory limit for the Go runtime unless GOMEMLIMIT
+// already did. Each argon2id verification allocates its memory cost afresh
+// (19 MiB by default) and drops it ~30 ms later; with the default GOGC the
+// heap would grow to twice that churn before collecting. The limit keeps
+// the process near what is really live: a base for the server and cache
+// plus the logins in flight.
+func limitMemory(logins int, p password.Params, log *slog.Logger) {
+	if debug.SetMemoryLimit(-1) != math.MaxInt64 {
+		return // set by GOMEMLIMIT
+	}
+	const base = 48 << 20
+	limit := int64(base) + int64(logins)*int64(p.MemoryKiB)*1024*5/4
+	debug.SetMemoryLimit(limit)
+	log.Debug("memory limit set", "bytes", limit)
 }

@@ -81,8 +81,10 @@ func DefaultConfig() Config {
 			AccountThreshold: 10, AccountBase: time.Minute, AccountMax: 15 * time.Minute,
 			ForgetAfter: 24 * time.Hour,
 		},
-		Resolve:             Resolve{TagSeparator: "+", CacheTTL: 5 * time.Second},
-		MaxConcurrentLogins: 2 * runtime.NumCPU(),
+		Resolve: Resolve{TagSeparator: "+", CacheTTL: 5 * time.Second},
+		// argon2id with p=1 keeps one core busy per login: more logins in
+		// flight than cores add memory, not throughput.
+		MaxConcurrentLogins: runtime.NumCPU(),
 		ShutdownTimeout:     10 * time.Second,
 	}
 }

@@ -28,9 +28,7 @@ const MaxDepth = 10
 
 // Directory is the part of the store the resolver reads.
 type Directory interface {
-	DomainExists(ctx context.Context, name string) (bool, error)
-	GetUser(ctx context.Context, address string) (store.User, error)
-	GetAlias(ctx context.Context, source string) (store.Alias, error)
+	LookupEntries(ctx context.Context, domain string, addresses []string) (store.Entries, error)
 }
 
 // Kind is the kind of answer for an address.
@@ -128,27 +126,20 @@ func (r *Resolver) Resolve(ctx context.Context, a address.Address) (Result, erro
 
 func (r *Resolver) resolve(ctx context.Context, a address.Address) (Result, error) {
 	res := Result{Address: a.String()}
-	local, err := r.dir.DomainExists(ctx, a.Domain)
-	if err != nil {
-		return Result{}, fmt.Errorf("resolve %s: %w", a, err)
-	}
-	if !local {
-		res.Kind = NotLocalDomain
-		return res, nil
-	}
-	x := expansion{r: r, ctx: ctx, localDomains: map[string]bool{a.Domain: true}}
-	found, err := x.address(a, nil)
+	x := expansion{r: r, ctx: ctx}
+	local, found, err := x.address(a, nil)
 	switch {
 	case errors.Is(err, errLoop):
 		res.Kind = AliasLoop
-		return res, nil
 	case err != nil:
 		return Result{}, fmt.Errorf("resolve %s: %w", a, err)
+	case !local:
+		res.Kind = NotLocalDomain
 	case !found || len(x.mailboxes)+len(x.forwards) == 0:
 		res.Kind = UnknownUser
-		return res, nil
+	default:
+		res.Kind, res.Mailboxes, res.Forwards = Deliver, x.mailboxes, x.forwards
 	}
-	res.Kind, res.Mailboxes, res.Forwards = Deliver, x.mailboxes, x.forwards
 	return res, nil
 }
 
@@ -156,77 +147,70 @@ var errLoop = errors.New("alias loop")
 
 // expansion walks the alias graph for one Resolve call.
 type expansion struct {
-	r            *Resolver
-	ctx          context.Context
-	localDomains map[string]bool // memo of DomainExists answers
-	mailboxes    []store.User
-	forwards     []string
+	r         *Resolver
+	ctx       context.Context
+	mailboxes []store.User
+	forwards  []string
 }
 
-// address delivers to a local address: via its alias, its user, its
-// untagged form, or the catch-all, in that order. path holds the alias
-// sources being expanded, outermost first. It reports whether anything
-// matched.
-func (x *expansion) address(a address.Address, path []string) (bool, error) {
-	if found, err := x.exact(a, path); found || err != nil {
-		return found, err
-	}
+// address delivers to a, which may be in any domain. It fetches everything
+// a can match in one store round trip: its alias or user, those of its
+// untagged form, and the domain's catch-all, tried in that order. path
+// holds the alias sources being expanded, outermost first. It reports
+// whether a's domain is local and whether anything matched.
+func (x *expansion) address(a address.Address, path []string) (local, found bool, err error) {
+	keys := []string{a.String()}
 	if base, ok := a.StripTag(x.r.tagSep); ok && x.r.tagSep != "" {
-		if found, err := x.exact(base, path); found || err != nil {
-			return found, err
+		keys = append(keys, base.String())
+	}
+	catchAll := address.Address{Domain: a.Domain}.String()
+	e, err := x.r.dir.LookupEntries(x.ctx, a.Domain, append(keys, catchAll))
+	if err != nil || !e.DomainExists {
+		return false, false, err
+	}
+	for _, key := range keys {
+		if found, err := x.exact(e, key, path); found || err != nil {
+			return true, found, err
 		}
 	}
-	return x.alias(address.Address{Domain: a.Domain}.String(), path)
+	found, err = x.alias(e, catchAll, path)
+	return true, found, err
 }
 
-// exact delivers to a's alias or, failing that, to a's user.
-func (x *expansion) exact(a address.Address, path []string) (bool, error) {
-	key := a.String()
+// exact delivers to key's alias or, failing that, to key's user.
+func (x *expansion) exact(e store.Entries, key string, path []string) (bool, error) {
 	if slices.Contains(path, key) {
 		// An alias listing itself (directly or through others) means "also
 		// keep a copy in the mailbox of that name"; without one it loops.
-		found, err := x.user(key)
-		if err == nil && !found {
-			err = errLoop
+		if !x.user(e, key) {
+			return false, errLoop
 		}
+		return true, nil
+	}
+	if found, err := x.alias(e, key, path); found || err != nil {
 		return found, err
 	}
-	if found, err := x.alias(key, path); found || err != nil {
-		return found, err
-	}
-	return x.user(key)
+	return x.user(e, key), nil
 }
 
-func (x *expansion) user(key string) (bool, error) {
-	u, err := x.r.dir.GetUser(x.ctx, key)
-	if errors.Is(err, store.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	if !slices.ContainsFunc(x.mailboxes, func(m store.User) bool { return m.Address == u.Address }) {
+func (x *expansion) user(e store.Entries, key string) bool {
+	u, ok := e.Users[key]
+	if ok && !slices.ContainsFunc(x.mailboxes, func(m store.User) bool { return m.Address == u.Address }) {
 		x.mailboxes = append(x.mailboxes, u)
 	}
-	return true, nil
+	return ok
 }
 
-func (x *expansion) alias(source string, path []string) (bool, error) {
-	if slices.Contains(path, source) {
-		return false, errLoop
-	}
-	al, err := x.r.dir.GetAlias(x.ctx, source)
-	if errors.Is(err, store.ErrNotFound) {
+func (x *expansion) alias(e store.Entries, source string, path []string) (bool, error) {
+	dests, ok := e.Aliases[source]
+	if !ok {
 		return false, nil
 	}
-	if err != nil {
-		return false, err
-	}
-	if len(path) >= MaxDepth {
+	if slices.Contains(path, source) || len(path) >= MaxDepth {
 		return false, errLoop
 	}
 	path = append(path, source)
-	for _, d := range al.Destinations {
+	for _, d := range dests {
 		if err := x.destination(d, path); err != nil {
 			return false, err
 		}
@@ -234,7 +218,8 @@ func (x *expansion) alias(source string, path []string) (bool, error) {
 	return true, nil
 }
 
-// destination delivers to one alias destination. A local destination that
+// destination delivers to one alias destination: a local address is
+// expanded in turn, anything else is forwarded. A local destination that
 // matches nothing is left out (and the whole address is unknown if nothing
 // else is left); a malformed stored destination is left out too.
 func (x *expansion) destination(d string, path []string) error {
@@ -242,20 +227,10 @@ func (x *expansion) destination(d string, path []string) error {
 	if err != nil {
 		return nil
 	}
-	local, ok := x.localDomains[a.Domain]
-	if !ok {
-		if local, err = x.r.dir.DomainExists(x.ctx, a.Domain); err != nil {
-			return err
-		}
-		x.localDomains[a.Domain] = local
+	local, _, err := x.address(a, path)
+	if err == nil && !local && !slices.Contains(x.forwards, a.String()) {
+		x.forwards = append(x.forwards, a.String())
 	}
-	if !local {
-		if !slices.Contains(x.forwards, a.String()) {
-			x.forwards = append(x.forwards, a.String())
-		}
-		return nil
-	}
-	_, err = x.address(a, path)
 	return err
 }
 
@@ -264,23 +239,20 @@ func (x *expansion) destination(d string, path []string) error {
 // another user's and delivers to the user through an alias or catch-all.
 // Receiving a forwarded copy of another user's mail grants nothing.
 func (r *Resolver) CanSendAs(ctx context.Context, user, addr address.Address) (bool, error) {
-	if addr == user {
+	keys := []string{addr.String()}
+	if b, ok := addr.StripTag(r.tagSep); ok && r.tagSep != "" {
+		keys = append(keys, b.String())
+	}
+	if slices.Contains(keys, user.String()) {
 		return true, nil
 	}
-	base := addr
-	if b, ok := addr.StripTag(r.tagSep); ok && r.tagSep != "" {
-		if b == user {
-			return true, nil
-		}
-		base = b
+	e, err := r.dir.LookupEntries(ctx, addr.Domain, keys)
+	if err != nil {
+		return false, fmt.Errorf("can send as %s: %w", addr, err)
 	}
-	for _, a := range []address.Address{addr, base} {
-		_, err := r.dir.GetUser(ctx, a.String())
-		if err == nil {
+	for _, k := range keys {
+		if _, ok := e.Users[k]; ok {
 			return false, nil // someone else's mailbox
-		}
-		if !errors.Is(err, store.ErrNotFound) {
-			return false, fmt.Errorf("can send as %s: %w", addr, err)
 		}
 	}
 	res, err := r.Resolve(ctx, addr)

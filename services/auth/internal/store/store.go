@@ -65,6 +65,18 @@ type Failures struct {
 	Last  time.Time // time of the most recent counted failure
 }
 
+// Entries is what recipient resolution needs to know about one domain and
+// a few addresses in it.
+type Entries struct {
+	DomainExists bool
+	// Users among the addresses asked about, by address. PasswordHash is
+	// not loaded.
+	Users map[string]User
+	// Aliases among the addresses asked about, by source; destinations
+	// sorted.
+	Aliases map[string][]string
+}
+
 // Store is everything the auth service needs from its database. All methods
 // are safe for concurrent use, also by several auth processes sharing one
 // database.
@@ -97,6 +109,11 @@ type Store interface {
 	DeleteAlias(ctx context.Context, source string) error
 	// ListAliases lists aliases sorted by source; domain "" means all.
 	ListAliases(ctx context.Context, domain string) ([]Alias, error)
+	// LookupEntries answers, in one round trip to the database, whether
+	// domain exists and which of addresses (in that domain, or "@domain")
+	// are users or aliases. Resolution calls it once per address it
+	// expands, so it is the hot path of every RCPT TO.
+	LookupEntries(ctx context.Context, domain string, addresses []string) (Entries, error)
 	// AliasesTo returns the sources that list destination, sorted.
 	AliasesTo(ctx context.Context, destination string) ([]string, error)
 

@@ -50,6 +50,9 @@ const (
 	sqlMode = "'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'"
 )
 
+// maxConns bounds the connections one auth process holds.
+const maxConns = 16
+
 // Migration lock: GET_LOCK waits at most lockTry per call, under the read
 // timeout, and Open tries until lockWait has passed.
 const (
@@ -77,8 +80,10 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		return nil, fmt.Errorf("open mysql: %w", err)
 	}
 	db := sql.OpenDB(connector)
-	db.SetMaxOpenConns(16)
-	db.SetMaxIdleConns(4)
+	// As many idle connections as open ones: a pool that closes connections
+	// after every burst pays a TCP and login handshake per query under load.
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
 	// Recycle connections before a server's wait_timeout or a proxy's idle
 	// timeout cuts them.
 	db.SetConnMaxLifetime(5 * time.Minute)
@@ -111,6 +116,11 @@ func setDefaults(cfg *gomysql.Config) {
 	// not the rows it changed, or setting a user's quota to the quota it
 	// already has would say ErrNotFound.
 	cfg.ClientFoundRows = true
+	// Without it every query with arguments is a server-side prepare,
+	// execute and close: three round trips where one does. The driver
+	// escapes arguments itself and refuses to with the few multibyte
+	// charsets where that is unsafe; postcove uses utf8mb4.
+	cfg.InterpolateParams = true
 	if cfg.Params == nil {
 		cfg.Params = map[string]string{}
 	}

@@ -19,6 +19,8 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/postcove/postcove/services/auth/internal/store"
@@ -396,6 +398,54 @@ func (s *Store) ListAliases(ctx context.Context, domain string) ([]store.Alias, 
 		return nil, fmt.Errorf("list aliases of %q: %w", domain, err)
 	}
 	return as, nil
+}
+
+// LookupEntries reads the domain, users and aliases with one UNION query:
+// one round trip instead of three or four, which is what makes uncached
+// resolution cheap on a networked MySQL.
+func (s *Store) LookupEntries(ctx context.Context, domain string, addresses []string) (store.Entries, error) {
+	e := store.Entries{Users: map[string]store.User{}, Aliases: map[string][]string{}}
+	in := strings.TrimSuffix(strings.Repeat("?, ", len(addresses)), ", ")
+	query := "SELECT 0, name, '', 0, 0 FROM domains WHERE name = ?"
+	args := []any{domain}
+	if len(addresses) > 0 {
+		query += " UNION ALL SELECT 1, address, domain, quota_bytes, enabled FROM users WHERE address IN (" + in + ")" +
+			" UNION ALL SELECT 2, source, destination, 0, 0 FROM aliases WHERE source IN (" + in + ")"
+		for range 2 {
+			for _, a := range addresses {
+				args = append(args, a)
+			}
+		}
+	}
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return store.Entries{}, fmt.Errorf("look up %s %v: %w", domain, addresses, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var kind int
+		var key, text string
+		var quota int64
+		var enabled bool
+		if err := rows.Scan(&kind, &key, &text, &quota, &enabled); err != nil {
+			return store.Entries{}, fmt.Errorf("look up %s: %w", domain, err)
+		}
+		switch kind {
+		case 0:
+			e.DomainExists = true
+		case 1:
+			e.Users[key] = store.User{Address: key, Domain: text, QuotaBytes: quota, Enabled: enabled}
+		case 2:
+			e.Aliases[key] = append(e.Aliases[key], text)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return store.Entries{}, fmt.Errorf("look up %s: %w", domain, err)
+	}
+	for _, dests := range e.Aliases {
+		slices.Sort(dests)
+	}
+	return e, nil
 }
 
 func scanString(sc scanner) (string, error) {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -30,6 +31,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Users", testUsers},
 		{"SetUser", testSetUser},
 		{"Aliases", testAliases},
+		{"LookupEntries", testLookupEntries},
 		{"Failures", testFailures},
 		{"ConcurrentFailures", testConcurrentFailures},
 		{"PruneFailures", testPruneFailures},
@@ -342,6 +344,36 @@ func testSetUser(t *testing.T, s store.Store) {
 			t.Errorf("GetUser() after %s = %+v, %v, want %+v", tt.name, got, err, want)
 		}
 		checkErr(t, tt.name+"(nobody@example.org)", tt.set("nobody@example.org"), store.ErrNotFound)
+	}
+}
+
+func testLookupEntries(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	mustDomain(t, s, "example.org")
+	mustUser(t, s, "bob@example.org", "example.org")
+	if err := s.SetQuota(ctx, "bob@example.org", 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	mustAlias(t, s, "bob@example.org", "example.org", "bob@example.org", "x@remote.example")
+	mustAlias(t, s, "@example.org", "example.org", "bob@example.org")
+	mustAlias(t, s, "other@example.org", "example.org", "bob@example.org")
+
+	e, err := s.LookupEntries(ctx, "example.org", []string{"bob@example.org", "nobody@example.org", "@example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantUsers := map[string]store.User{"bob@example.org": {Address: "bob@example.org", Domain: "example.org", QuotaBytes: 1 << 30, Enabled: true}}
+	wantAliases := map[string][]string{"bob@example.org": {"bob@example.org", "x@remote.example"}, "@example.org": {"bob@example.org"}}
+	if !e.DomainExists || len(e.Users) != 1 || e.Users["bob@example.org"] != wantUsers["bob@example.org"] || !maps.EqualFunc(e.Aliases, wantAliases, slices.Equal) {
+		t.Errorf("LookupEntries(example.org, bob, nobody, @) = %+v, want domain, users %v, aliases %v", e, wantUsers, wantAliases)
+	}
+	e, err = s.LookupEntries(ctx, "example.net", []string{"bob@example.net"})
+	if err != nil || e.DomainExists || len(e.Users)+len(e.Aliases) != 0 {
+		t.Errorf("LookupEntries(example.net) = %+v, %v, want nothing", e, err)
+	}
+	e, err = s.LookupEntries(ctx, "example.org", nil)
+	if err != nil || !e.DomainExists {
+		t.Errorf("LookupEntries(example.org, no addresses) = %+v, %v, want the domain", e, err)
 	}
 }
 
