@@ -79,9 +79,17 @@ fuzz: ## run every fuzz target for $(FUZZTIME)
 		done; \
 	done
 
+# The Debian packages postcove is measured against, and extra flags for
+# services/bench (e.g. BENCH_FLAGS='--duration 10s --json bench-auth.json').
+BENCH_DOVECOT ?= /usr/sbin/dovecot
+BENCH_FLAGS   ?=
+
 .PHONY: bench
-bench: ## run the benchmarks (SQLite always, MariaDB when POSTCOVE_TEST_MYSQL_DSN is set)
+bench: build ## run the benchmarks, then postcove vs dovecot side by side (needs dovecot-core; MariaDB too when POSTCOVE_TEST_MYSQL_DSN is set)
+	@test -x $(BENCH_DOVECOT) || { echo "dovecot not installed: apt-get install dovecot-core (make bench compares postcove with it)" >&2; exit 1; }
 	cd services/auth && go test -run='^$$' -bench=. -benchtime=3s ./internal/server/
+	go run ./services/bench/cmd/bench auth --auth-bin bin/auth --dovecot $(BENCH_DOVECOT) \
+		$${POSTCOVE_TEST_MYSQL_DSN:+--mysql-dsn "$$POSTCOVE_TEST_MYSQL_DSN"} $(BENCH_FLAGS)
 
 .PHONY: run
 run: build ## run the system locally on the embedded default (SQLite under ./data)

@@ -1,0 +1,31 @@
+module github.com/postcove/postcove/services/bench
+
+go 1.26.0
+
+replace github.com/postcove/postcove/proto => ../../proto
+
+replace github.com/postcove/postcove/services/internal => ../internal
+
+require (
+	github.com/go-sql-driver/mysql v1.10.1
+	github.com/postcove/postcove/proto v0.0.0
+	github.com/postcove/postcove/services/internal v0.0.0
+	golang.org/x/crypto v0.59.0
+	google.golang.org/grpc v1.85.0
+)
+
+require (
+	filippo.io/edwards25519 v1.2.0 // indirect
+	github.com/beorn7/perks v1.0.1 // indirect
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
+	github.com/prometheus/client_golang v1.25.0 // indirect
+	github.com/prometheus/client_model v0.6.3 // indirect
+	github.com/prometheus/common v0.72.0 // indirect
+	github.com/prometheus/procfs v0.22.0 // indirect
+	golang.org/x/net v0.62.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
+	golang.org/x/text v0.44.0 // indirect
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
+)
