@@ -3,6 +3,8 @@ module github.com/postcove/postcove/services/mailctl
 go 1.26.0
 
 require (
+	github.com/emersion/go-msgauth v0.7.0
+	github.com/miekg/dns v1.1.73
 	github.com/postcove/postcove/proto v0.0.0
 	github.com/postcove/postcove/services/internal v0.0.0
 	golang.org/x/term v0.48.0

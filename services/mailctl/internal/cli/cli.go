@@ -70,7 +70,7 @@ type command struct {
 // commands maps "group verb" to its command.
 func commands() map[string]command {
 	cs := map[string]command{}
-	for _, group := range [][]command{domainCommands(), userCommands(), aliasCommands(), authCommands()} {
+	for _, group := range [][]command{domainCommands(), userCommands(), aliasCommands(), authCommands(), dkimCommands(), dnsRecordsCommands(), dnsCheckCommands()} {
 		for _, c := range group {
 			f := strings.Fields(c.usage)
 			cs[f[0]+" "+f[1]] = c
@@ -133,10 +133,10 @@ func printHelp(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprintln(w, "usage: mailctl [flags] COMMAND [ARGS]")
 	fmt.Fprintln(w, "\ncommands:")
 	cs := commands()
-	for _, group := range []string{"domain", "user", "alias", "auth", "lockout"} {
+	for _, group := range []string{"domain", "user", "alias", "auth", "lockout", "dkim", "dns"} {
 		for _, key := range sortedKeys(cs) {
 			if strings.HasPrefix(key, group+" ") {
-				fmt.Fprintf(w, "  mailctl %-50s %s\n", cs[key].usage, cs[key].help)
+				fmt.Fprintf(w, "  mailctl %s\n      %s\n", cs[key].usage, cs[key].help)
 			}
 		}
 	}
