@@ -1,0 +1,376 @@
+package maildir
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/postcove/postcove/services/mailbox/internal/store"
+)
+
+// The index of a folder is one file, postcove-index, in the folder's
+// directory: a log of text records, one a line, each with its own checksum:
+//
+//	<crc32c of payload, 8 hex digits> <payload>\n
+//
+// payloads:
+//
+//	H 1 <uidvalidity> <uidnext> <highestmodseq>        first record, only there
+//	A <uid> <modseq> <size> <internaldate ms> <flags> <file>   a message is added
+//	F <uid> <modseq> <flags> <file>                    its flags (and so file name) change
+//	X <uid> <modseq>                                   it is expunged
+//
+// <flags> is "-" or a comma-separated list; <file> is "cur/<name>" or
+// "new/<name>"; both are %-escaped (bytes outside 0x21-0x7E, "%" and ",").
+//
+// Replaying the records in order gives the folder's state. Writers append
+// a batch of records with one write(2) and fsync it before they release the
+// folder lock, so a crash can only leave the last batch torn: a final line
+// without its newline, or whose checksum fails (also when the file system
+// filled its end with zeros). Replay stops there and the next writer
+// truncates it away; those records were never acknowledged. A bad record
+// with good ones after it cannot come from a crash: the index is corrupt
+// and is rebuilt from the Maildir. When the log has grown well past its live
+// content it is compacted: the state is written as H and A records to a
+// temporary file, fsynced, and renamed over the log (then the directory is
+// fsynced), so a reader sees either the old log or the new one.
+
+// maxRecordLen bounds one record line.
+const maxRecordLen = 64 << 10
+
+var errCorruptIndex = errors.New("corrupt index")
+
+// record is one index record; which fields are used depends on kind.
+type record struct {
+	kind          byte // 'H', 'A', 'F', 'X'
+	uidValidity   uint32
+	uidNext       store.UID
+	highestModSeq uint64
+	uid           store.UID
+	modSeq        uint64
+	size          int64
+	date          time.Time
+	flags         []string
+	file          string
+}
+
+func crc(payload []byte) uint32 {
+	return crc32.Checksum(payload, crc32.MakeTable(crc32.Castagnoli))
+}
+
+// appendRecord appends r's line to b.
+func appendRecord(b []byte, r record) []byte {
+	var p []byte
+	switch r.kind {
+	case 'H':
+		p = fmt.Appendf(nil, "H 1 %d %d %d", r.uidValidity, r.uidNext, r.highestModSeq)
+	case 'A':
+		p = fmt.Appendf(nil, "A %d %d %d %d %s %s", r.uid, r.modSeq, r.size, r.date.UnixMilli(), encodeFlags(r.flags), escapeField(r.file))
+	case 'F':
+		p = fmt.Appendf(nil, "F %d %d %s %s", r.uid, r.modSeq, encodeFlags(r.flags), escapeField(r.file))
+	case 'X':
+		p = fmt.Appendf(nil, "X %d %d", r.uid, r.modSeq)
+	default:
+		panic(fmt.Sprintf("maildir: unknown index record kind %q", r.kind))
+	}
+	b = fmt.Appendf(b, "%08x ", crc(p))
+	b = append(b, p...)
+	return append(b, '\n')
+}
+
+func encodeFlags(flags []string) string {
+	if len(flags) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(flags))
+	for i, f := range flags {
+		parts[i] = escapeField(f)
+	}
+	return strings.Join(parts, ",")
+}
+
+func escapeField(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= 0x20 || c >= 0x7f || c == '%' || c == ',' {
+			fmt.Fprintf(&b, "%%%02X", c)
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+func unescapeField(s string) (string, error) {
+	if !strings.Contains(s, "%") {
+		return s, nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '%' {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+2 >= len(s) {
+			return "", errCorruptIndex
+		}
+		n, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
+		if err != nil {
+			return "", errCorruptIndex
+		}
+		b.WriteByte(byte(n))
+		i += 2
+	}
+	return b.String(), nil
+}
+
+// numbers parses decimal fields, remembering the first failure.
+type numbers struct{ err error }
+
+func (n *numbers) parse(s string, bits int) uint64 {
+	v, err := strconv.ParseUint(s, 10, bits)
+	if err != nil && n.err == nil {
+		n.err = errCorruptIndex
+	}
+	return v
+}
+
+func (n *numbers) parseInt(s string) int64 {
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil && n.err == nil {
+		n.err = errCorruptIndex
+	}
+	return v
+}
+
+// parseRecord parses one payload.
+func parseRecord(p string) (record, error) {
+	f := strings.Split(p, " ")
+	var r record
+	var n numbers
+	var err error
+	switch {
+	case f[0] == "H" && len(f) == 5 && f[1] == "1":
+		r = record{kind: 'H', uidValidity: uint32(n.parse(f[2], 32)), uidNext: store.UID(n.parse(f[3], 32)), highestModSeq: n.parse(f[4], 63)}
+		if r.uidValidity == 0 || r.uidNext == 0 {
+			return record{}, errCorruptIndex
+		}
+		return r, n.err
+	case f[0] == "A" && len(f) == 7:
+		r = record{kind: 'A', uid: store.UID(n.parse(f[1], 32)), modSeq: n.parse(f[2], 63), size: int64(n.parse(f[3], 63))}
+		r.date = time.UnixMilli(n.parseInt(f[4]))
+		r.flags, err = decodeFlags(f[5])
+		if err == nil {
+			r.file, err = decodeFile(f[6])
+		}
+	case f[0] == "F" && len(f) == 5:
+		r = record{kind: 'F', uid: store.UID(n.parse(f[1], 32)), modSeq: n.parse(f[2], 63)}
+		r.flags, err = decodeFlags(f[3])
+		if err == nil {
+			r.file, err = decodeFile(f[4])
+		}
+	case f[0] == "X" && len(f) == 3:
+		r = record{kind: 'X', uid: store.UID(n.parse(f[1], 32)), modSeq: n.parse(f[2], 63)}
+	default:
+		return record{}, errCorruptIndex
+	}
+	if err != nil {
+		return record{}, err
+	}
+	if n.err != nil || r.uid == 0 {
+		return record{}, errCorruptIndex
+	}
+	return r, nil
+}
+
+func decodeFlags(s string) ([]string, error) {
+	if s == "-" {
+		return nil, nil
+	}
+	var flags []string
+	for _, part := range strings.Split(s, ",") {
+		f, err := unescapeField(part)
+		if err != nil {
+			return nil, err
+		}
+		flags = append(flags, f)
+	}
+	flags, err := store.NormalizeFlags(flags)
+	if err != nil {
+		return nil, errCorruptIndex
+	}
+	return flags, nil
+}
+
+// decodeFile unescapes a file field and checks that it names a message
+// file inside the folder: "cur/" or "new/" and one valid file name. An
+// index edited by hand cannot point a read outside the Maildir.
+func decodeFile(s string) (string, error) {
+	file, err := unescapeField(s)
+	if err != nil {
+		return "", err
+	}
+	dir, name, ok := strings.Cut(file, "/")
+	if !ok || (dir != "cur" && dir != "new") {
+		return "", errCorruptIndex
+	}
+	if _, err := parseFileName(name); err != nil {
+		return "", errCorruptIndex
+	}
+	return file, nil
+}
+
+// parseLog parses an index log. good is the length of the prefix made of
+// whole, valid records; when good < len(data) and err is nil the rest is a
+// torn tail to truncate. A bad record followed by more data is
+// errCorruptIndex.
+func parseLog(data []byte) (recs []record, good int, err error) {
+	for off := 0; off < len(data); {
+		nl := bytes.IndexByte(data[off:], '\n')
+		if nl < 0 {
+			return recs, off, nil // torn: no newline yet
+		}
+		line := data[off : off+nl]
+		next := off + nl + 1
+		r, ok := parseLine(line)
+		if !ok {
+			if isTail(data[next:]) {
+				return recs, off, nil
+			}
+			return nil, 0, fmt.Errorf("%w: bad record at offset %d", errCorruptIndex, off)
+		}
+		recs = append(recs, r)
+		off = next
+	}
+	return recs, len(data), nil
+}
+
+// isTail reports whether rest can be what follows a torn last record:
+// nothing, or zeros a crash left in the file's last block.
+func isTail(rest []byte) bool {
+	for _, c := range rest {
+		if c != 0 && c != '\n' {
+			return false
+		}
+	}
+	return true
+}
+
+func parseLine(line []byte) (record, bool) {
+	if len(line) < 10 || len(line) > maxRecordLen || line[8] != ' ' {
+		return record{}, false
+	}
+	want, err := strconv.ParseUint(string(line[:8]), 16, 32)
+	if err != nil || uint32(want) != crc(line[9:]) {
+		return record{}, false
+	}
+	r, err := parseRecord(string(line[9:]))
+	return r, err == nil
+}
+
+// indexState is a folder's state as the index describes it.
+type indexState struct {
+	uidValidity   uint32
+	uidNext       store.UID
+	highestModSeq uint64
+	msgs          []rec     // in UID order
+	keywords      []string  // every keyword seen, sorted
+	maxUID        store.UID // highest UID of an A record replayed
+}
+
+// rec is one message: its metadata and its file, relative to the folder.
+type rec struct {
+	store.Message
+	file string
+}
+
+func (st *indexState) at(i int) *store.Message { return &st.msgs[i].Message }
+
+func (st *indexState) find(uid store.UID) (int, bool) {
+	return slices.BinarySearchFunc(st.msgs, uid, func(r rec, uid store.UID) int {
+		switch {
+		case r.UID < uid:
+			return -1
+		case r.UID > uid:
+			return 1
+		}
+		return 0
+	})
+}
+
+// apply replays records onto st. The first record of a log must be H and
+// only the first; UIDs of A records must ascend from UIDNEXT. Flag changes
+// and expunges of messages not in the state are ignored (they change
+// nothing).
+func (st *indexState) apply(recs []record) error {
+	var dead []int // indexes into st.msgs of expunged messages
+	for _, r := range recs {
+		if r.kind == 'H' {
+			if st.uidValidity != 0 {
+				return fmt.Errorf("%w: second header", errCorruptIndex)
+			}
+			st.uidValidity, st.uidNext, st.highestModSeq = r.uidValidity, r.uidNext, r.highestModSeq
+			continue
+		}
+		if st.uidValidity == 0 {
+			return fmt.Errorf("%w: no header", errCorruptIndex)
+		}
+		st.highestModSeq = max(st.highestModSeq, r.modSeq)
+		switch r.kind {
+		case 'A':
+			// UIDs ascend through the log; the header's UIDNEXT is a
+			// floor for the appends after it, not for the messages a
+			// compacted log lists.
+			if r.uid <= st.maxUID || r.uid == ^store.UID(0) {
+				return fmt.Errorf("%w: uid %d not above %d", errCorruptIndex, r.uid, st.maxUID)
+			}
+			st.maxUID = r.uid
+			fn, _ := parseFileName(r.file[4:])
+			st.msgs = append(st.msgs, rec{Message: store.Message{
+				UID: r.uid, ID: fn.id(), Flags: r.flags, ModSeq: r.modSeq, Size: r.size, InternalDate: r.date,
+			}, file: r.file})
+			st.uidNext = max(st.uidNext, r.uid+1)
+			st.keywords = store.AddKeywords(st.keywords, r.flags)
+		case 'F':
+			if i, ok := st.find(r.uid); ok && !slices.Contains(dead, i) {
+				st.msgs[i].Flags, st.msgs[i].ModSeq, st.msgs[i].file = r.flags, r.modSeq, r.file
+				st.keywords = store.AddKeywords(st.keywords, r.flags)
+			}
+		case 'X':
+			if i, ok := st.find(r.uid); ok {
+				dead = append(dead, i)
+			}
+		}
+	}
+	if len(dead) > 0 {
+		slices.Sort(dead)
+		kept := st.msgs[:0]
+		for i, m := range st.msgs {
+			if _, ok := slices.BinarySearch(dead, i); !ok {
+				kept = append(kept, m)
+			}
+		}
+		clear(st.msgs[len(kept):])
+		st.msgs = kept
+	}
+	return nil
+}
+
+// snapshot encodes st as a compacted log.
+func (st *indexState) snapshot() []byte {
+	b := appendRecord(nil, record{kind: 'H', uidValidity: st.uidValidity, uidNext: st.uidNext, highestModSeq: st.highestModSeq})
+	for _, m := range st.msgs {
+		b = appendRecord(b, addRecord(m))
+	}
+	return b
+}
+
+func addRecord(m rec) record {
+	return record{kind: 'A', uid: m.UID, modSeq: m.ModSeq, size: m.Size, date: m.InternalDate, flags: m.Flags, file: m.file}
+}

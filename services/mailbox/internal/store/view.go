@@ -1,0 +1,248 @@
+package store
+
+import (
+	"slices"
+	"strings"
+	"sync"
+)
+
+// View is one session's picture of a selected mailbox: the UIDs it has
+// been told about, in sequence-number order, and the MODSEQ of each as last
+// reported. Both store implementations keep one per Mailbox handle and
+// compute Poll's Changes with it, so that sessions behave alike whatever
+// the backend. A View is not safe for concurrent use.
+type View struct {
+	uids     []UID
+	modseqs  []uint64            // modseqs[i] is the last reported MODSEQ of uids[i]
+	keywords map[string]struct{} // lower-cased keywords the session has been sent
+}
+
+// NewView returns a view of the n messages at(0..n-1), in UID order, with
+// the mailbox's keywords already known to the session (SELECT sends FLAGS).
+func NewView(n int, at func(int) *Message, keywords []string) *View {
+	v := &View{
+		uids:     make([]UID, n),
+		modseqs:  make([]uint64, n),
+		keywords: make(map[string]struct{}, len(keywords)),
+	}
+	for i := range n {
+		m := at(i)
+		v.uids[i], v.modseqs[i] = m.UID, m.ModSeq
+	}
+	for _, k := range keywords {
+		v.keywords[strings.ToLower(k)] = struct{}{}
+	}
+	return v
+}
+
+// UIDs returns the view; the slice must not be modified.
+func (v *View) UIDs() []UID { return v.uids }
+
+// Poll compares the view with the mailbox's current messages at(0..n-1),
+// in UID order, updates the view and returns what to announce (see
+// Changes). keywords are the mailbox's keywords now.
+func (v *View) Poll(n int, at func(int) *Message, keywords []string, allowExpunge bool) Changes {
+	var ch Changes
+	old := v.uids
+	uids := make([]UID, 0, max(len(old), n))
+	mods := make([]uint64, 0, cap(uids))
+	var expunged []int // indexes into old
+	var updated []int  // indexes into uids
+	j := 0
+	for i, uid := range old {
+		for j < n && at(j).UID < uid {
+			j++ // not in the view yet below its last UID: cannot happen, UIDs only grow
+		}
+		if j < n && at(j).UID == uid {
+			m := at(j)
+			mod := v.modseqs[i]
+			if m.ModSeq > mod {
+				updated = append(updated, len(uids))
+				mod = m.ModSeq
+			}
+			uids, mods = append(uids, uid), append(mods, mod)
+			j++
+			continue
+		}
+		expunged = append(expunged, i)
+		if !allowExpunge {
+			uids, mods = append(uids, uid), append(mods, v.modseqs[i])
+		}
+	}
+	for ; j < n; j++ {
+		m := at(j)
+		if len(old) > 0 && m.UID <= old[len(old)-1] {
+			continue
+		}
+		uids, mods = append(uids, m.UID), append(mods, m.ModSeq)
+		ch.New = append(ch.New, *m)
+	}
+	if allowExpunge {
+		// Highest sequence number first: announcing it does not shift the
+		// ones still to come.
+		for k := len(expunged) - 1; k >= 0; k-- {
+			i := expunged[k]
+			ch.Expunged = append(ch.Expunged, Expunged{UID: old[i], SeqNum: uint32(i + 1)})
+		}
+	}
+	v.uids, v.modseqs = uids, mods
+	for _, k := range updated {
+		ch.Updated = append(ch.Updated, Updated{SeqNum: uint32(k + 1), Message: *v.find(at, n, uids[k])})
+	}
+	if len(ch.New) > 0 {
+		ch.NumMessages = uint32(len(uids))
+	}
+	for _, k := range keywords {
+		if _, ok := v.keywords[strings.ToLower(k)]; !ok {
+			ch.Keywords = slices.Clone(keywords)
+			break
+		}
+	}
+	for _, k := range ch.Keywords {
+		v.keywords[strings.ToLower(k)] = struct{}{}
+	}
+	return ch
+}
+
+// find returns the message with uid among at(0..n-1), which holds it.
+func (v *View) find(at func(int) *Message, n int, uid UID) *Message {
+	lo, hi := 0, n
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if at(mid).UID < uid {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return at(lo)
+}
+
+// Touch records that the session was told uid's state at modseq (its own
+// STORE answered with FETCH, or a FETCH FLAGS), so Poll does not repeat it.
+func (v *View) Touch(uid UID, modseq uint64) {
+	if i, ok := slices.BinarySearch(v.uids, uid); ok && modseq > v.modseqs[i] {
+		v.modseqs[i] = modseq
+	}
+}
+
+// Remove takes uids out of the view (this session's own EXPUNGE or MOVE)
+// and returns the EXPUNGE responses to send, highest sequence number first.
+func (v *View) Remove(uids []UID) []Expunged {
+	var idx []int
+	for _, uid := range uids {
+		if i, ok := slices.BinarySearch(v.uids, uid); ok {
+			idx = append(idx, i)
+		}
+	}
+	slices.Sort(idx)
+	idx = slices.Compact(idx)
+	out := make([]Expunged, 0, len(idx))
+	for k := len(idx) - 1; k >= 0; k-- {
+		i := idx[k]
+		out = append(out, Expunged{UID: v.uids[i], SeqNum: uint32(i + 1)})
+		v.uids = slices.Delete(v.uids, i, i+1)
+		v.modseqs = slices.Delete(v.modseqs, i, i+1)
+	}
+	return out
+}
+
+// Notifier fans a "something changed" signal out to subscribers without
+// blocking: each subscriber's channel holds at most one pending value, so a
+// slow reader sees one wake-up for many changes and then polls once.
+type Notifier struct {
+	mu   sync.Mutex // protects subs
+	subs map[chan struct{}]struct{}
+}
+
+// Subscribe returns a new channel that Notify signals.
+func (n *Notifier) Subscribe() chan struct{} {
+	ch := make(chan struct{}, 1)
+	n.mu.Lock()
+	if n.subs == nil {
+		n.subs = make(map[chan struct{}]struct{})
+	}
+	n.subs[ch] = struct{}{}
+	n.mu.Unlock()
+	return ch
+}
+
+// Unsubscribe stops signalling ch and reports how many subscribers remain.
+func (n *Notifier) Unsubscribe(ch chan struct{}) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.subs, ch)
+	return len(n.subs)
+}
+
+// Len reports the number of subscribers.
+func (n *Notifier) Len() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.subs)
+}
+
+// Notify signals every subscriber.
+func (n *Notifier) Notify() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for ch := range n.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Summary counts what Status reports about the messages at(0..n-1).
+func Summary(n int, at func(int) *Message) (unseen, deleted uint32, size int64) {
+	for i := range n {
+		m := at(i)
+		if !HasFlag(m.Flags, FlagSeen) {
+			unseen++
+		}
+		if HasFlag(m.Flags, FlagDeleted) {
+			deleted++
+		}
+		size += m.Size
+	}
+	return unseen, deleted, size
+}
+
+// AddKeywords adds the keywords among flags to the sorted set ks
+// (compared case-insensitively) and returns it.
+func AddKeywords(ks []string, flags []string) []string {
+	for _, k := range Keywords(flags) {
+		if !HasFlag(ks, k) {
+			ks = append(ks, k)
+			slices.Sort(ks)
+		}
+	}
+	return ks
+}
+
+// NextUIDValidity returns a new UIDVALIDITY after last: the current Unix
+// time, like dovecot, unless that does not exceed last (a clock step back,
+// or several mailboxes made within a second).
+func NextUIDValidity(last uint32, nowUnix int64) uint32 {
+	v := uint32(nowUnix)
+	if nowUnix <= 0 || nowUnix > int64(^uint32(0)) || v <= last {
+		v = last + 1
+	}
+	if v == 0 { // wrapped: 0 is not a valid UIDVALIDITY
+		v = 1
+	}
+	return v
+}
+
+// UniqueUIDs returns uids sorted and without duplicates, as a new slice.
+func UniqueUIDs(uids []UID) []UID {
+	out := slices.Clone(uids)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// SearchUID finds uid in sorted uids.
+func SearchUID(sorted []UID, uid UID) (int, bool) {
+	return slices.BinarySearch(sorted, uid)
+}
