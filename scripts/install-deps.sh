@@ -9,6 +9,7 @@ packages=(
 	mariadb-server mariadb-client  # the auth store suite runs against real MariaDB
 	dovecot-core             # doveadm pw: password-hash test vectors
 	fail2ban                 # fail2ban-regex checks the shipped filter
+	fetchmail curl python3   # real POP3 clients for the pop3d tests (curl pop3://, poplib)
 )
 
 missing=()
