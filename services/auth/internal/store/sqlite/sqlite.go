@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -67,9 +68,31 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		}
 		params.Add("_pragma", "journal_mode(WAL)")
 	}
-	db, err := sql.Open("sqlite", path+"?"+params.Encode())
+	dsn := path + "?" + params.Encode()
+	// Processes opening a new database at once race to switch it to WAL
+	// and to migrate it, and SQLite answers some of those steps with
+	// SQLITE_BUSY at once instead of waiting out busy_timeout. The loser
+	// tries again, on a fresh pool: the winner is done within milliseconds.
+	start := time.Now()
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
+		st, err := openOnce(ctx, dsn, memory)
+		if err == nil {
+			return st, nil
+		}
+		if !busy(err) || ctx.Err() != nil || time.Since(start) > openRetryFor {
+			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+}
+
+func openOnce(ctx context.Context, dsn string, memory bool) (*Store, error) {
+	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
-		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+		return nil, err
 	}
 	if memory {
 		// Each connection to ":memory:" is a database of its own: one
@@ -88,9 +111,27 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		Classify:   classify,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+		db.Close()
+		return nil, err
 	}
 	return &Store{core}, nil
+}
+
+// openRetryFor bounds how long Open retries a busy database.
+const openRetryFor = 15 * time.Second
+
+// busy reports whether err is SQLITE_BUSY or SQLITE_LOCKED (any extended
+// code of them).
+func busy(err error) bool {
+	var e *sqlite.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch e.Code() & 0xff {
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+		return true
+	}
+	return false
 }
 
 // classify sorts SQLite's extended result codes, which the driver turns on.
