@@ -10,6 +10,8 @@ packages=(
 	dovecot-core             # doveadm pw: password-hash test vectors
 	fail2ban                 # fail2ban-regex checks the shipped filter
 	fetchmail curl python3   # real POP3 clients for the pop3d tests (curl pop3://, poplib)
+	openssl                  # make run: a self-signed certificate in ssl/
+	swaks                    # a real LMTP client for the lmtpd tests
 )
 
 missing=()

@@ -9,6 +9,17 @@ DATA="${1:-$PWD/data}"
 mkdir -p "$DATA"
 BIN="$PWD/bin"
 
+# A self-signed certificate for IMAP/POP3 TLS when ./ssl has none; real
+# certificates there are left alone.
+if [[ ! -f ssl/cert.pem || ! -f ssl/key.pem ]]; then
+	mkdir -p ssl
+	openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=localhost" \
+		-addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+		-keyout ssl/key.pem -out ssl/cert.pem 2>/dev/null
+	chmod 600 ssl/key.pem
+	echo "created a self-signed certificate in ssl/ (replace it with a real one)"
+fi
+
 pids=()
 stop() {
 	trap - INT TERM EXIT
@@ -21,12 +32,20 @@ trap stop INT TERM EXIT
 POSTCOVE_AUTH_DATABASE_DSN="$DATA/auth.db" "$BIN/auth" &
 pids+=($!)
 
+POSTCOVE_MAILBOX_STORE_ROOT="$DATA/mail" \
+POSTCOVE_MAILBOX_TLS_CERT_FILE="$PWD/ssl/cert.pem" POSTCOVE_MAILBOX_TLS_KEY_FILE="$PWD/ssl/key.pem" \
+POSTCOVE_MAILBOX_LISTEN_POP3S=127.0.0.1:2995 \
+	"$BIN/mailbox" &
+pids+=($!)
+
 cat <<MSG
 
 postcove is running (state in $DATA). Try:
   bin/mailctl domain add example.org
   bin/mailctl user add alice@example.org
   bin/mailctl auth test alice@example.org
+  swaks --protocol LMTP --server 127.0.0.1:2424 --to alice@example.org
+  curl --insecure -u alice@example.org pop3s://127.0.0.1:2995/1
 Ctrl-C stops it.
 
 MSG

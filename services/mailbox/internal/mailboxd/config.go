@@ -1,0 +1,205 @@
+// Package mailboxd wires the mailbox service together: configuration, the
+// Maildir store, the auth client, the mail protocol servers (LMTP now;
+// POP3 and IMAP next), gRPC health and metrics. cmd/mailbox only parses
+// flags and calls Run.
+package mailboxd
+
+import (
+	"strings"
+	"time"
+
+	"github.com/postcove/postcove/services/internal/config"
+	"github.com/postcove/postcove/services/internal/tlsconf"
+	"github.com/postcove/postcove/services/mailbox/internal/lmtpd"
+	"github.com/postcove/postcove/services/mailbox/internal/pop3d"
+)
+
+// EnvPrefix prefixes the environment variables that override the config
+// file: POSTCOVE_MAILBOX_STORE_ROOT overrides store.root, and so on.
+const EnvPrefix = "POSTCOVE_MAILBOX"
+
+// Config is the mailbox service's configuration file (TOML).
+type Config struct {
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `toml:"log_level"`
+	Listen   Listen `toml:"listen"`
+	// GRPCTLS is the TLS of the gRPC listener (health now). With ca_file
+	// set, clients must present a certificate signed by it (mTLS). The
+	// [tls] table is left for the certificate IMAP and POP3 clients see.
+	GRPCTLS tlsconf.Files `toml:"grpc_tls"`
+	// TLS is the certificate IMAP and POP3 clients see: STLS on
+	// listen.pop3, implicit TLS on listen.pop3s.
+	TLS    tlsconf.Files `toml:"tls"`
+	Auth   Auth          `toml:"auth"`
+	Store  Store         `toml:"store"`
+	LMTP   LMTP          `toml:"lmtp"`
+	POP3   POP3          `toml:"pop3"`
+	Limits Limits        `toml:"limits"`
+	// ShutdownTimeout bounds the wait for sessions and deliveries in
+	// flight on SIGTERM.
+	ShutdownTimeout time.Duration `toml:"shutdown_timeout"`
+}
+
+// Listen holds the listen addresses.
+type Listen struct {
+	LMTP    string `toml:"lmtp" help:"LMTP from the MTA (internal: never publish it)"`
+	POP3    string `toml:"pop3" help:"POP3 with STLS; empty disables"`
+	POP3S   string `toml:"pop3s" help:"POP3 over implicit TLS (needs tls.cert_file); empty disables"`
+	GRPC    string `toml:"grpc" help:"grpc.health.v1 for compose and load balancers"`
+	Metrics string `toml:"metrics" help:"Prometheus /metrics; empty disables"`
+}
+
+// POP3 configures the POP3 listeners.
+type POP3 struct {
+	// AllowPlaintextAuth allows USER/PASS and AUTH PLAIN before TLS.
+	AllowPlaintextAuth bool `toml:"allow_plaintext_auth"`
+	// IdleTimeout closes silent connections (RFC 1939: at least 10 min).
+	IdleTimeout time.Duration `toml:"idle_timeout"`
+	// MaxSessions bounds the connections served at once.
+	MaxSessions int `toml:"max_sessions"`
+}
+
+// Auth is how to reach the auth service.
+type Auth struct {
+	// Addr is a gRPC target: host:port ("auth:9100", every address of the
+	// name is used), or "unix:///path".
+	Addr string `toml:"addr"`
+	// TLS: ca_file verifies auth's certificate, cert_file and key_file are
+	// this service's client certificate (mTLS). All empty: plaintext.
+	TLS tlsconf.Files `toml:"tls"`
+	// ServerName is the name auth's certificate must carry; default the
+	// host of Addr.
+	ServerName string `toml:"server_name"`
+	// HealthInterval is how often auth is asked whether it serves, for
+	// this service's own health.
+	HealthInterval time.Duration `toml:"health_interval"`
+}
+
+// Store locates the mail.
+type Store struct {
+	// Root holds <domain>/<user>/Maildir for every user (dovecot's
+	// mail_location = maildir:<root>/%d/%n/Maildir).
+	Root string `toml:"root"`
+}
+
+// LMTP tunes the LMTP server.
+type LMTP struct {
+	// Hostname is announced in the greeting; default the host name.
+	Hostname string `toml:"hostname"`
+	// SpoolDir holds large messages while they are delivered (unlinked
+	// files); default the system's temporary directory.
+	SpoolDir string `toml:"spool_dir"`
+	// SpoolMemory is the largest message held in memory instead.
+	SpoolMemory int64 `toml:"spool_memory"`
+	// MaxConnections bounds the LMTP connections served at once.
+	MaxConnections int `toml:"max_connections"`
+}
+
+// Limits bound what one client may make the service do.
+type Limits struct {
+	// MaxMessageSize is the largest message accepted, in bytes (LMTP SIZE;
+	// keep it at least the MTA's).
+	MaxMessageSize int64 `toml:"max_message_size"`
+	// MaxRecipients is the most recipients of one LMTP transaction.
+	MaxRecipients int `toml:"max_recipients"`
+	// MaxLineLength bounds a command line and a message line, in bytes.
+	MaxLineLength int `toml:"max_line_length"`
+	// ReadTimeout is how long a client may stay silent (and, for LMTP
+	// DATA, how long a whole message transfer may take).
+	ReadTimeout time.Duration `toml:"read_timeout"`
+	// WriteTimeout is how long a reply may wait for the client to read.
+	WriteTimeout time.Duration `toml:"write_timeout"`
+}
+
+// DefaultConfig is the configuration `make run` uses: the local ports of
+// DESIGN.md and mail under ./data/mail.
+func DefaultConfig() Config {
+	return Config{
+		LogLevel: "info",
+		Listen:   Listen{LMTP: "127.0.0.1:2424", POP3: "127.0.0.1:2110", GRPC: "127.0.0.1:9102", Metrics: "127.0.0.1:9202"},
+		POP3:     POP3{IdleTimeout: pop3d.DefaultIdleTimeout, MaxSessions: pop3d.DefaultMaxSessions},
+		Auth:     Auth{Addr: "127.0.0.1:9100", HealthInterval: 2 * time.Second},
+		Store:    Store{Root: "data/mail"},
+		LMTP:     LMTP{SpoolMemory: lmtpd.DefaultSpoolMemory, MaxConnections: lmtpd.DefaultMaxConnections},
+		Limits: Limits{
+			MaxMessageSize: lmtpd.DefaultMaxMessageBytes,
+			MaxRecipients:  lmtpd.DefaultMaxRecipients,
+			MaxLineLength:  lmtpd.DefaultMaxLineLength,
+			ReadTimeout:    lmtpd.DefaultReadTimeout,
+			WriteTimeout:   lmtpd.DefaultWriteTimeout,
+		},
+		ShutdownTimeout: 30 * time.Second,
+	}
+}
+
+// Validate checks every field and names each bad one.
+func (c *Config) Validate() error {
+	var errs config.Errors
+	config.CheckOneOf(&errs, "log_level", c.LogLevel, "debug", "info", "warn", "error")
+	config.CheckAddr(&errs, "listen.lmtp", c.Listen.LMTP)
+	config.CheckAddr(&errs, "listen.grpc", c.Listen.GRPC)
+	if c.Listen.Metrics != "" {
+		config.CheckAddr(&errs, "listen.metrics", c.Listen.Metrics)
+	}
+	for key, addr := range map[string]string{"listen.pop3": c.Listen.POP3, "listen.pop3s": c.Listen.POP3S} {
+		if addr != "" {
+			config.CheckAddr(&errs, key, addr)
+		}
+	}
+	c.TLS.Validate(&errs, "tls")
+	if c.Listen.POP3S != "" && c.TLS.Cert == "" {
+		errs.Add("listen.pop3s", "implicit TLS needs a certificate: set tls.cert_file and tls.key_file, or leave listen.pop3s empty")
+	}
+	// RFC 1939 section 3: the autologout timer is at least 10 minutes.
+	if c.POP3.IdleTimeout < pop3d.DefaultIdleTimeout {
+		errs.Add("pop3.idle_timeout", "must be at least 10m (RFC 1939 section 3), got %s", c.POP3.IdleTimeout)
+	}
+	if c.POP3.MaxSessions < 1 {
+		errs.Add("pop3.max_sessions", "must be at least 1, got %d", c.POP3.MaxSessions)
+	}
+	c.GRPCTLS.Validate(&errs, "grpc_tls")
+	if c.GRPCTLS.Cert == "" && c.GRPCTLS.CA != "" {
+		errs.Add("grpc_tls.ca_file", "client certificates need a TLS listener: set grpc_tls.cert_file too")
+	}
+
+	switch {
+	case c.Auth.Addr == "":
+		errs.Add("auth.addr", "missing address (want host:port)")
+	case !strings.Contains(c.Auth.Addr, "://") && !strings.HasPrefix(c.Auth.Addr, "unix:"):
+		config.CheckAddr(&errs, "auth.addr", c.Auth.Addr)
+	}
+	c.Auth.TLS.Validate(&errs, "auth.tls")
+	positive(&errs, "auth.health_interval", c.Auth.HealthInterval)
+
+	if c.Store.Root == "" {
+		errs.Add("store.root", "is required")
+	}
+	if c.LMTP.SpoolMemory < 0 {
+		errs.Add("lmtp.spool_memory", "must not be negative, got %d", c.LMTP.SpoolMemory)
+	}
+	if c.LMTP.MaxConnections < 1 {
+		errs.Add("lmtp.max_connections", "must be at least 1, got %d", c.LMTP.MaxConnections)
+	}
+
+	l := c.Limits
+	if l.MaxMessageSize < 1024 {
+		errs.Add("limits.max_message_size", "must be at least 1024 bytes, got %d", l.MaxMessageSize)
+	}
+	if l.MaxRecipients < 1 {
+		errs.Add("limits.max_recipients", "must be at least 1, got %d", l.MaxRecipients)
+	}
+	// RFC 5321 section 4.5.3.1.6: a text line may be 1000 octets.
+	if l.MaxLineLength < 1000 {
+		errs.Add("limits.max_line_length", "must be at least 1000 (RFC 5321 section 4.5.3.1.6), got %d", l.MaxLineLength)
+	}
+	positive(&errs, "limits.read_timeout", l.ReadTimeout)
+	positive(&errs, "limits.write_timeout", l.WriteTimeout)
+	positive(&errs, "shutdown_timeout", c.ShutdownTimeout)
+	return errs.Err()
+}
+
+func positive(errs *config.Errors, key string, d time.Duration) {
+	if d <= 0 {
+		errs.Add(key, "must be a positive duration, got %s", d)
+	}
+}
