@@ -11,7 +11,9 @@ BIN="$PWD/bin"
 
 # A self-signed certificate for IMAP/POP3 TLS when ./ssl has none; real
 # certificates there are left alone.
-if [[ ! -f ssl/cert.pem || ! -f ssl/key.pem ]]; then
+if [[ ! -f ssl/cert.pem || ! -f ssl/key.pem ]] && ! command -v openssl >/dev/null; then
+	echo "openssl not found (apt-get install openssl): POP3 runs without TLS, so logins are refused until then" >&2
+elif [[ ! -f ssl/cert.pem || ! -f ssl/key.pem ]]; then
 	mkdir -p ssl
 	openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=localhost" \
 		-addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
@@ -32,10 +34,12 @@ trap stop INT TERM EXIT
 POSTCOVE_AUTH_DATABASE_DSN="$DATA/auth.db" "$BIN/auth" &
 pids+=($!)
 
-POSTCOVE_MAILBOX_STORE_ROOT="$DATA/mail" \
-POSTCOVE_MAILBOX_TLS_CERT_FILE="$PWD/ssl/cert.pem" POSTCOVE_MAILBOX_TLS_KEY_FILE="$PWD/ssl/key.pem" \
-POSTCOVE_MAILBOX_LISTEN_POP3S=127.0.0.1:2995 \
-	"$BIN/mailbox" &
+tls_env=()
+if [[ -f ssl/cert.pem && -f ssl/key.pem ]]; then
+	tls_env=(POSTCOVE_MAILBOX_TLS_CERT_FILE="$PWD/ssl/cert.pem" POSTCOVE_MAILBOX_TLS_KEY_FILE="$PWD/ssl/key.pem"
+		POSTCOVE_MAILBOX_LISTEN_POP3S=127.0.0.1:2995)
+fi
+env POSTCOVE_MAILBOX_STORE_ROOT="$DATA/mail" "${tls_env[@]}" "$BIN/mailbox" &
 pids+=($!)
 
 cat <<MSG
