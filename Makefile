@@ -90,6 +90,7 @@ bench: build ## run the benchmarks, then postcove vs dovecot side by side (needs
 	cd services/auth && go test -run='^$$' -bench=. -benchtime=3s ./internal/server/
 	go run ./services/bench/cmd/bench auth --auth-bin bin/auth --dovecot $(BENCH_DOVECOT) \
 		$${POSTCOVE_TEST_MYSQL_DSN:+--mysql-dsn "$$POSTCOVE_TEST_MYSQL_DSN"} $(BENCH_FLAGS)
+	go run ./services/bench/cmd/bench lmtp --auth-bin bin/auth --mailbox-bin bin/mailbox --dovecot $(BENCH_DOVECOT) $(BENCH_FLAGS)
 
 .PHONY: run
 run: build ## run the system locally on the embedded default (SQLite under ./data)

@@ -8,6 +8,7 @@ packages=(
 	protobuf-compiler        # make gen / check-gen (protoc 3.21.12 on Debian 12)
 	mariadb-server mariadb-client  # the auth store suite runs against real MariaDB
 	dovecot-core             # doveadm pw: password-hash test vectors
+	dovecot-lmtpd            # bench lmtp: dovecot's LMTP server to compare with
 	fail2ban                 # fail2ban-regex checks the shipped filter
 	fetchmail curl python3   # real POP3 clients for the pop3d tests (curl pop3://, poplib)
 	openssl                  # make run: a self-signed certificate in ssl/

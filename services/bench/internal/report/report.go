@@ -21,6 +21,9 @@ type Report struct {
 	// Ours and Theirs name the two sides, e.g. "postcove", "dovecot".
 	Ours   string `json:"ours"`
 	Theirs string `json:"theirs"`
+	// Unit is what a table's rate counts per second, e.g. "msgs".
+	// Default "calls".
+	Unit string `json:"unit,omitempty"`
 	// Started is when the run began.
 	Started time.Time `json:"started"`
 	// Environment describes the machine and versions, name → value.
@@ -101,7 +104,11 @@ func (r *Report) Markdown(w io.Writer) error {
 	}
 	for _, t := range r.Tables {
 		fmt.Fprintf(&b, "\n## %s\n\n", t.Title)
-		fmt.Fprintf(&b, "| op | conc | %[1]s calls/s | %[2]s calls/s | ratio | %[1]s p50/p99 | %[2]s p50/p99 |\n", r.Ours, r.Theirs)
+		unit := r.Unit
+		if unit == "" {
+			unit = "calls"
+		}
+		fmt.Fprintf(&b, "| op | conc | %[1]s %[3]s/s | %[2]s %[3]s/s | ratio | %[1]s p50/p99 | %[2]s p50/p99 |\n", r.Ours, r.Theirs, unit)
 		b.WriteString("|---|---:|---:|---:|---:|---:|---:|\n")
 		for _, row := range t.Rows {
 			fmt.Fprintf(&b, "| %s | %d | %s | %s | %.2f | %s | %s |\n",

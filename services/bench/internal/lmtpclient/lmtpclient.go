@@ -1,0 +1,197 @@
+// Package lmtpclient is a small LMTP client (RFC 2033) for the benchmarks:
+// LHLO once, then any number of sequential transactions (MAIL, RCPT...,
+// DATA) on the same connection, reading one DATA reply per accepted
+// recipient. Replies are returned whatever their code; an error means the
+// connection can no longer be trusted and should be closed.
+package lmtpclient
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/textproto"
+	"time"
+)
+
+// Reply is one server reply; Text holds the lines of a multi-line reply
+// joined by "\n".
+type Reply struct {
+	Code int
+	Text string
+}
+
+func (r Reply) String() string { return fmt.Sprintf("%d %s", r.Code, r.Text) }
+
+// OK reports whether the reply is a 2xx.
+func (r Reply) OK() bool { return r.Code >= 200 && r.Code < 300 }
+
+// Client is one LMTP connection.
+type Client struct {
+	conn net.Conn
+	r    *textproto.Reader
+	w    *bufio.Writer
+}
+
+// Dial connects to addr, reads the 220 greeting and sends LHLO name.
+func Dial(ctx context.Context, addr, name string) (*Client, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("lmtp: %w", err)
+	}
+	c := &Client{conn: conn, r: textproto.NewReader(bufio.NewReader(conn)), w: bufio.NewWriterSize(conn, 64<<10)}
+	c.deadline(ctx)
+	if err := c.expect("greeting", 220); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if err := c.cmd("LHLO " + name); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if err := c.expect("LHLO", 250); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Close sends QUIT (not waiting long for its reply) and closes the
+// connection.
+func (c *Client) Close() error {
+	c.conn.SetDeadline(time.Now().Add(time.Second))
+	if c.cmd("QUIT") == nil {
+		c.r.ReadResponse(0) //nolint:errcheck // best effort
+	}
+	return c.conn.Close()
+}
+
+func (c *Client) deadline(ctx context.Context) {
+	if d, ok := ctx.Deadline(); ok {
+		c.conn.SetDeadline(d)
+	} else {
+		c.conn.SetDeadline(time.Time{})
+	}
+}
+
+func (c *Client) cmd(line string) error {
+	if _, err := c.w.WriteString(line + "\r\n"); err != nil {
+		return fmt.Errorf("lmtp: write: %w", err)
+	}
+	if err := c.w.Flush(); err != nil {
+		return fmt.Errorf("lmtp: write: %w", err)
+	}
+	return nil
+}
+
+func (c *Client) reply() (Reply, error) {
+	code, text, err := c.r.ReadResponse(0)
+	if err != nil {
+		var perr *textproto.Error
+		if errors.As(err, &perr) {
+			return Reply{perr.Code, perr.Msg}, nil
+		}
+		return Reply{}, fmt.Errorf("lmtp: read reply: %w", err)
+	}
+	return Reply{code, text}, nil
+}
+
+// ReplyError is an unexpected reply to a command.
+type ReplyError struct {
+	Cmd   string
+	Reply Reply
+}
+
+func (e *ReplyError) Error() string { return fmt.Sprintf("lmtp: %s: %s", e.Cmd, e.Reply) }
+
+func (c *Client) expect(what string, code int) error {
+	r, err := c.reply()
+	if err != nil {
+		return err
+	}
+	if r.Code != code {
+		return &ReplyError{what, r}
+	}
+	return nil
+}
+
+// Deliver runs one transaction: MAIL FROM:<from>, RCPT TO:<r> for each
+// recipient, and when at least one was accepted, DATA with msg
+// (dot-stuffed, line ends made CRLF). It returns one reply per recipient,
+// in order: the RCPT reply for those refused, the DATA reply for the
+// others. A refused MAIL is a *ReplyError; when no recipient is accepted
+// the transaction is reset (RSET) so the connection stays usable.
+func (c *Client) Deliver(ctx context.Context, from string, rcpts []string, msg []byte) ([]Reply, error) {
+	c.deadline(ctx)
+	if err := c.cmd("MAIL FROM:<" + from + ">"); err != nil {
+		return nil, err
+	}
+	if err := c.expect("MAIL", 250); err != nil {
+		return nil, err
+	}
+	replies := make([]Reply, len(rcpts))
+	var accepted []int
+	for i, r := range rcpts {
+		if err := c.cmd("RCPT TO:<" + r + ">"); err != nil {
+			return nil, err
+		}
+		rep, err := c.reply()
+		if err != nil {
+			return nil, err
+		}
+		replies[i] = rep
+		if rep.OK() {
+			accepted = append(accepted, i)
+		}
+	}
+	if len(accepted) == 0 {
+		if err := c.cmd("RSET"); err != nil {
+			return nil, err
+		}
+		return replies, c.expect("RSET", 250)
+	}
+	if err := c.cmd("DATA"); err != nil {
+		return nil, err
+	}
+	if err := c.expect("DATA", 354); err != nil {
+		return nil, err
+	}
+	if err := writeDotStuffed(c.w, msg); err != nil {
+		return nil, fmt.Errorf("lmtp: write: %w", err)
+	}
+	if err := c.w.Flush(); err != nil {
+		return nil, fmt.Errorf("lmtp: write: %w", err)
+	}
+	for _, i := range accepted {
+		rep, err := c.reply()
+		if err != nil {
+			return nil, err
+		}
+		replies[i] = rep
+	}
+	return replies, nil
+}
+
+// writeDotStuffed writes msg as DATA content: every line ended with CRLF,
+// a leading "." doubled (RFC 5321 4.5.2), then the "." line.
+func writeDotStuffed(w *bufio.Writer, msg []byte) error {
+	for len(msg) > 0 {
+		line := msg
+		rest := []byte(nil)
+		if i := bytes.IndexByte(msg, '\n'); i >= 0 {
+			line, rest = msg[:i], msg[i+1:]
+		}
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(line) > 0 && line[0] == '.' {
+			w.WriteByte('.')
+		}
+		w.Write(line)
+		w.WriteString("\r\n")
+		msg = rest
+	}
+	_, err := w.WriteString(".\r\n")
+	return err
+}
