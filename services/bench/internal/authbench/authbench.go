@@ -184,26 +184,15 @@ func Run(ctx context.Context, opts Options) (rep *report.Report, err error) {
 	if err != nil {
 		return nil, err
 	}
-	root, err := os.MkdirTemp(opts.TempDir, "postcove-bench-auth-")
+	root, err := dovecot.NewWorkDir(opts.TempDir, "postcove-bench-auth-")
 	if err != nil {
 		return nil, err
 	}
 	defer func() {
-		if err != nil || opts.Keep {
-			fmt.Fprintf(opts.Log, "kept %s (configs, logs, databases)\n", root)
-			return
-		}
-		if rerr := os.RemoveAll(root); rerr != nil {
-			err = rerr
+		if ferr := dovecot.FinishWorkDir(root, err != nil || opts.Keep, opts.Log, "configs, logs, databases"); err == nil {
+			err = ferr
 		}
 	}()
-	// dovecot's unprivileged auth process must reach the passwd-file.
-	if err := os.Chmod(root, 0o755); err != nil {
-		return nil, err
-	}
-	if err := dovecot.CheckTraversable(root); err != nil {
-		return nil, fmt.Errorf("%w (choose the directory with TMPDIR)", err)
-	}
 
 	b := &bench{opts: opts, authBin: authBin, root: root}
 	b.rep = &report.Report{Benchmark: "auth", Ours: "postcove", Theirs: "dovecot", Started: time.Now()}

@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -203,6 +204,33 @@ func currentUser() (name, group string, err error) {
 		return "", "", err
 	}
 	return u.Username, g.Name, nil
+}
+
+// NewWorkDir creates a directory under parent ("" for the system's) for one
+// benchmark run: a private dovecot's configs, logs and data, readable by its
+// unprivileged processes.
+func NewWorkDir(parent, prefix string) (string, error) {
+	root, err := os.MkdirTemp(parent, prefix)
+	if err != nil {
+		return "", err
+	}
+	if err := os.Chmod(root, 0o755); err != nil {
+		return "", err
+	}
+	if err := CheckTraversable(root); err != nil {
+		return "", fmt.Errorf("%w (choose the directory with TMPDIR)", err)
+	}
+	return root, nil
+}
+
+// FinishWorkDir removes a run's directory, or keeps it (saying where, with
+// what it holds) when keep is set: the run failed or the user asked.
+func FinishWorkDir(root string, keep bool, log io.Writer, holds string) error {
+	if keep {
+		fmt.Fprintf(log, "kept %s (%s)\n", root, holds)
+		return nil
+	}
+	return os.RemoveAll(root)
 }
 
 // CheckTraversable fails when dir or one of its ancestors lacks the

@@ -151,25 +151,15 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	if _, err := os.Stat(lmtpBin); err != nil {
 		return nil, fmt.Errorf("dovecot's LMTP server is not installed (%s): apt-get install dovecot-lmtpd", lmtpBin)
 	}
-	root, err := os.MkdirTemp(opts.TempDir, "postcove-bench-lmtp-")
+	root, err := dovecot.NewWorkDir(opts.TempDir, "postcove-bench-lmtp-")
 	if err != nil {
 		return nil, err
 	}
 	defer func() {
-		if err != nil || opts.Keep {
-			fmt.Fprintf(opts.Log, "kept %s (configs, logs, mail)\n", root)
-			return
-		}
-		if rerr := os.RemoveAll(root); rerr != nil {
-			err = rerr
+		if ferr := dovecot.FinishWorkDir(root, err != nil || opts.Keep, opts.Log, "configs, logs, mail"); err == nil {
+			err = ferr
 		}
 	}()
-	if err := os.Chmod(root, 0o755); err != nil {
-		return nil, err
-	}
-	if err := dovecot.CheckTraversable(root); err != nil {
-		return nil, fmt.Errorf("%w (choose the directory with TMPDIR)", err)
-	}
 	b := &bench{opts: opts, authBin: authBin, mailboxBin: mailboxBin, root: root}
 	b.res = &Result{
 		Report:    &report.Report{Benchmark: "lmtp", Ours: "postcove", Theirs: "dovecot", Unit: "msgs", Started: time.Now()},
