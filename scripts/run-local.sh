@@ -37,7 +37,7 @@ pids+=($!)
 tls_env=()
 if [[ -f ssl/cert.pem && -f ssl/key.pem ]]; then
 	tls_env=(POSTCOVE_MAILBOX_TLS_CERT_FILE="$PWD/ssl/cert.pem" POSTCOVE_MAILBOX_TLS_KEY_FILE="$PWD/ssl/key.pem"
-		POSTCOVE_MAILBOX_LISTEN_POP3S=127.0.0.1:2995)
+		POSTCOVE_MAILBOX_LISTEN_POP3S=127.0.0.1:2995 POSTCOVE_MAILBOX_LISTEN_IMAPS=127.0.0.1:2993)
 fi
 env POSTCOVE_MAILBOX_STORE_ROOT="$DATA/mail" "${tls_env[@]}" "$BIN/mailbox" &
 pids+=($!)
@@ -49,6 +49,7 @@ postcove is running (state in $DATA). Try:
   bin/mailctl user add alice@example.org
   bin/mailctl auth test alice@example.org
   swaks --protocol LMTP --server 127.0.0.1:2424 --to alice@example.org
+  curl --insecure -u alice@example.org 'imaps://127.0.0.1:2993/INBOX;UID=1'
   curl --insecure -u alice@example.org pop3s://127.0.0.1:2995/1
 Ctrl-C stops it.
 

@@ -1,5 +1,5 @@
 // Command mailbox is postcove's mail store service: LMTP delivery from the
-// MTA into Maildir++ (POP3 and IMAP for the users come next).
+// MTA into Maildir++, and IMAP and POP3 for the users.
 //
 //	mailbox [-config FILE]              serve (the default)
 //	mailbox healthcheck [-config FILE]  exit 0 when the running service is SERVING

@@ -107,6 +107,8 @@ func newService(t *testing.T, bin, authAddr string) *service {
 	s.env = append(os.Environ(),
 		"POSTCOVE_MAILBOX_LISTEN_LMTP="+testlib.FreeAddr(t),
 		"POSTCOVE_MAILBOX_LISTEN_GRPC="+testlib.FreeAddr(t),
+		// Not the default 2143, which a `make run` may hold.
+		"POSTCOVE_MAILBOX_LISTEN_IMAP="+testlib.FreeAddr(t),
 		"POSTCOVE_MAILBOX_LISTEN_METRICS=",
 		"POSTCOVE_MAILBOX_AUTH_ADDR="+authAddr,
 		"POSTCOVE_MAILBOX_AUTH_HEALTH_INTERVAL=100ms",

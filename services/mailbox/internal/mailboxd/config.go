@@ -1,15 +1,17 @@
 // Package mailboxd wires the mailbox service together: configuration, the
-// Maildir store, the auth client, the mail protocol servers (LMTP now;
-// POP3 and IMAP next), gRPC health and metrics. cmd/mailbox only parses
+// Maildir store, the auth client, the mail protocol servers (LMTP, POP3
+// and IMAP), gRPC health and metrics. cmd/mailbox only parses
 // flags and calls Run.
 package mailboxd
 
 import (
+	"math"
 	"strings"
 	"time"
 
 	"github.com/postcove/postcove/services/internal/config"
 	"github.com/postcove/postcove/services/internal/tlsconf"
+	"github.com/postcove/postcove/services/mailbox/internal/imapd"
 	"github.com/postcove/postcove/services/mailbox/internal/lmtpd"
 	"github.com/postcove/postcove/services/mailbox/internal/pop3d"
 )
@@ -27,12 +29,14 @@ type Config struct {
 	// set, clients must present a certificate signed by it (mTLS). The
 	// [tls] table is left for the certificate IMAP and POP3 clients see.
 	GRPCTLS tlsconf.Files `toml:"grpc_tls"`
-	// TLS is the certificate IMAP and POP3 clients see: STLS on
-	// listen.pop3, implicit TLS on listen.pop3s.
+	// TLS is the certificate IMAP and POP3 clients see: STARTTLS on
+	// listen.imap, STLS on listen.pop3, implicit TLS on listen.imaps and
+	// listen.pop3s.
 	TLS    tlsconf.Files `toml:"tls"`
 	Auth   Auth          `toml:"auth"`
 	Store  Store         `toml:"store"`
 	LMTP   LMTP          `toml:"lmtp"`
+	IMAP   IMAP          `toml:"imap"`
 	POP3   POP3          `toml:"pop3"`
 	Limits Limits        `toml:"limits"`
 	// ShutdownTimeout bounds the wait for sessions and deliveries in
@@ -43,10 +47,31 @@ type Config struct {
 // Listen holds the listen addresses.
 type Listen struct {
 	LMTP    string `toml:"lmtp" help:"LMTP from the MTA (internal: never publish it)"`
+	IMAP    string `toml:"imap" help:"IMAP with STARTTLS; empty disables"`
+	IMAPS   string `toml:"imaps" help:"IMAP over implicit TLS (needs tls.cert_file); empty disables"`
 	POP3    string `toml:"pop3" help:"POP3 with STLS; empty disables"`
 	POP3S   string `toml:"pop3s" help:"POP3 over implicit TLS (needs tls.cert_file); empty disables"`
 	GRPC    string `toml:"grpc" help:"grpc.health.v1 for compose and load balancers"`
 	Metrics string `toml:"metrics" help:"Prometheus /metrics; empty disables"`
+}
+
+// IMAP configures the IMAP listeners.
+type IMAP struct {
+	// AllowPlaintextAuth allows LOGIN and AUTHENTICATE PLAIN before TLS.
+	AllowPlaintextAuth bool `toml:"allow_plaintext_auth"`
+	// MaxSessions bounds the connections served at once (each listener).
+	MaxSessions int `toml:"max_sessions"`
+	// MaxAppendSize is the largest message APPEND accepts, in bytes
+	// (APPENDLIMIT); 0: limits.max_message_size.
+	MaxAppendSize int64 `toml:"max_append_size"`
+}
+
+// appendLimit is the effective APPEND limit.
+func (c *Config) appendLimit() int64 {
+	if c.IMAP.MaxAppendSize > 0 {
+		return c.IMAP.MaxAppendSize
+	}
+	return c.Limits.MaxMessageSize
 }
 
 // POP3 configures the POP3 listeners.
@@ -116,7 +141,8 @@ type Limits struct {
 func DefaultConfig() Config {
 	return Config{
 		LogLevel: "info",
-		Listen:   Listen{LMTP: "127.0.0.1:2424", POP3: "127.0.0.1:2110", GRPC: "127.0.0.1:9102", Metrics: "127.0.0.1:9202"},
+		Listen:   Listen{LMTP: "127.0.0.1:2424", IMAP: "127.0.0.1:2143", POP3: "127.0.0.1:2110", GRPC: "127.0.0.1:9102", Metrics: "127.0.0.1:9202"},
+		IMAP:     IMAP{MaxSessions: imapd.DefaultMaxSessions},
 		POP3:     POP3{IdleTimeout: pop3d.DefaultIdleTimeout, MaxSessions: pop3d.DefaultMaxSessions},
 		Auth:     Auth{Addr: "127.0.0.1:9100", HealthInterval: 2 * time.Second},
 		Store:    Store{Root: "data/mail"},
@@ -141,14 +167,24 @@ func (c *Config) Validate() error {
 	if c.Listen.Metrics != "" {
 		config.CheckAddr(&errs, "listen.metrics", c.Listen.Metrics)
 	}
-	for key, addr := range map[string]string{"listen.pop3": c.Listen.POP3, "listen.pop3s": c.Listen.POP3S} {
+	for key, addr := range map[string]string{"listen.pop3": c.Listen.POP3, "listen.pop3s": c.Listen.POP3S,
+		"listen.imap": c.Listen.IMAP, "listen.imaps": c.Listen.IMAPS} {
 		if addr != "" {
 			config.CheckAddr(&errs, key, addr)
 		}
 	}
 	c.TLS.Validate(&errs, "tls")
-	if c.Listen.POP3S != "" && c.TLS.Cert == "" {
-		errs.Add("listen.pop3s", "implicit TLS needs a certificate: set tls.cert_file and tls.key_file, or leave listen.pop3s empty")
+	for key, addr := range map[string]string{"listen.pop3s": c.Listen.POP3S, "listen.imaps": c.Listen.IMAPS} {
+		if addr != "" && c.TLS.Cert == "" {
+			errs.Add(key, "implicit TLS needs a certificate: set tls.cert_file and tls.key_file, or leave %s empty", key)
+		}
+	}
+	if c.IMAP.MaxSessions < 1 {
+		errs.Add("imap.max_sessions", "must be at least 1, got %d", c.IMAP.MaxSessions)
+	}
+	// APPENDLIMIT is a 32-bit number (RFC 7889 uses number, go-imap uint32).
+	if a := c.IMAP.MaxAppendSize; a < 0 || a > math.MaxUint32 || a > 0 && a < 1024 {
+		errs.Add("imap.max_append_size", "must be 0 (limits.max_message_size) or between 1024 and %d bytes, got %d", uint32(math.MaxUint32), a)
 	}
 	// RFC 1939 section 3: the autologout timer is at least 10 minutes.
 	if c.POP3.IdleTimeout < pop3d.DefaultIdleTimeout {

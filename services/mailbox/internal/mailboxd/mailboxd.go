@@ -20,6 +20,7 @@ import (
 	"github.com/postcove/postcove/services/internal/grpcx"
 	"github.com/postcove/postcove/services/internal/metrics"
 	"github.com/postcove/postcove/services/internal/tlsconf"
+	"github.com/postcove/postcove/services/mailbox/internal/imapd"
 	"github.com/postcove/postcove/services/mailbox/internal/lmtpd"
 	"github.com/postcove/postcove/services/mailbox/internal/pop3d"
 	"github.com/postcove/postcove/services/mailbox/internal/store/maildir"
@@ -34,8 +35,8 @@ var authBackoff = grpc.ConnectParams{
 	MinConnectTimeout: 5 * time.Second,
 }
 
-// protocolServer is a mail protocol's server as the service runs it: lmtpd
-// now, pop3d and imapd next. Serve blocks until Shutdown; Shutdown stops
+// protocolServer is a mail protocol's server as the service runs it:
+// lmtpd, pop3d and imapd. Serve blocks until Shutdown; Shutdown stops
 // accepting, lets the work in flight finish until ctx ends, then cuts what
 // is left, and returns once nothing touches the store any more.
 type protocolServer interface {
@@ -80,15 +81,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("tls: %w", err)
 	}
-	pop3Lis, err := ls.optional("listen.pop3", cfg.Listen.POP3)
-	if err != nil {
-		return err
+	// The users' protocols, each optional: POP3 and IMAP with STLS or
+	// STARTTLS, and with implicit TLS.
+	mailListeners := []mailListener{
+		{key: "listen.pop3", addr: cfg.Listen.POP3}, {key: "listen.pop3s", addr: cfg.Listen.POP3S, implicit: true},
+		{key: "listen.imap", addr: cfg.Listen.IMAP, imap: true}, {key: "listen.imaps", addr: cfg.Listen.IMAPS, implicit: true, imap: true},
 	}
-	pop3sLis, err := ls.optional("listen.pop3s", cfg.Listen.POP3S)
-	if err != nil {
-		return err
+	for i := range mailListeners {
+		l := &mailListeners[i]
+		if l.lis, err = ls.optional(l.key, l.addr); err != nil {
+			return err
+		}
 	}
-	// IMAP: bind its addresses here.
 	var metricsLis net.Listener
 	if cfg.Listen.Metrics != "" {
 		if metricsLis, err = ls.listen("listen.metrics", cfg.Listen.Metrics); err != nil {
@@ -139,27 +143,35 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// The mail protocols. A new one is its server here and its listener
 	// above; Run serves and shuts down each the same way.
 	protocols := []protocol{{key: "listen.lmtp", lis: lmtpLis, srv: lmtpSrv}}
-	pop3Metrics := pop3d.NewMetrics(reg)
-	for _, l := range []struct {
-		key      string
-		lis      net.Listener
-		implicit bool
-	}{{"listen.pop3", pop3Lis, false}, {"listen.pop3s", pop3sLis, true}} {
+	// The servers of one protocol share its metrics.
+	pop3Metrics, imapMetrics := pop3d.NewMetrics(reg), imapd.NewMetrics(reg)
+	for _, l := range mailListeners {
 		if l.lis == nil {
 			continue
 		}
-		srv := pop3d.New(pop3d.Options{
-			Store: st, Auth: auth, TLS: mailTLS, ImplicitTLS: l.implicit,
-			AllowPlaintextAuth: cfg.POP3.AllowPlaintextAuth,
-			IdleTimeout:        cfg.POP3.IdleTimeout,
-			MaxSessions:        cfg.POP3.MaxSessions,
-			Logger:             log.With("protocol", "pop3"),
-			Metrics:            pop3Metrics,
-			Hostname:           cfg.LMTP.Hostname,
-		})
+		var srv protocolServer
+		if l.imap {
+			srv = imapd.New(imapd.Options{
+				Store: st, Auth: auth, TLS: mailTLS, ImplicitTLS: l.implicit,
+				AllowPlaintextAuth: cfg.IMAP.AllowPlaintextAuth,
+				MaxSessions:        cfg.IMAP.MaxSessions,
+				MaxAppendSize:      cfg.appendLimit(),
+				Logger:             log.With("protocol", "imap"),
+				Metrics:            imapMetrics,
+			})
+		} else {
+			srv = pop3d.New(pop3d.Options{
+				Store: st, Auth: auth, TLS: mailTLS, ImplicitTLS: l.implicit,
+				AllowPlaintextAuth: cfg.POP3.AllowPlaintextAuth,
+				IdleTimeout:        cfg.POP3.IdleTimeout,
+				MaxSessions:        cfg.POP3.MaxSessions,
+				Logger:             log.With("protocol", "pop3"),
+				Metrics:            pop3Metrics,
+				Hostname:           cfg.LMTP.Hostname,
+			})
+		}
 		protocols = append(protocols, protocol{key: l.key, lis: l.lis, srv: srv})
 	}
-	// IMAP joins here: {key: "listen.imap", lis: imapLis, srv: imapSrv}.
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -219,6 +231,14 @@ func serveProtocol(ctx context.Context, p protocol, drain time.Duration, log *sl
 		log.Debug("server stopped", "listener", p.key, "err", err)
 	}
 	return nil
+}
+
+// mailListener is one optional listener of a user protocol.
+type mailListener struct {
+	key, addr string
+	implicit  bool // implicit TLS, else STLS/STARTTLS
+	imap      bool // IMAP, else POP3
+	lis       net.Listener
 }
 
 // listeners are the service's bound sockets, closed when Run returns (the

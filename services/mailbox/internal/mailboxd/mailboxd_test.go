@@ -2,6 +2,8 @@ package mailboxd
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +17,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/postcove/postcove/services/internal/grpcx"
 	"github.com/postcove/postcove/services/internal/testlib"
@@ -196,21 +201,8 @@ func TestRunPortTaken(t *testing.T) {
 // path LMTP -> Maildir -> POP3 through the wired service.
 func TestLMTPToPOP3(t *testing.T) {
 	curl := testlib.RequireTool(t, "curl")
-	a := testlib.StartAuth(t)
-	a.Domain(t, "example.org")
-	a.User(t, "alice@example.org", "s3cret", 0)
-	certs := testlib.NewCerts(t)
-
-	cfg := testConfig(t, a.Addr)
-	cfg.Listen.POP3, cfg.Listen.POP3S = testlib.FreeAddr(t), testlib.FreeAddr(t)
-	cfg.TLS.Cert, cfg.TLS.Key = certs.ServerCert, certs.ServerKey
-	runService(t, cfg)
-	waitListening(t, cfg.Listen.LMTP)
-	eventually(t, 15*time.Second, "delivery", func() error {
-		if rcpt, data := deliver(t, cfg.Listen.LMTP, "alice@example.org", "via pop3"); data.Code != 250 {
-			return fmt.Errorf("RCPT %v, DATA %v", rcpt, data)
-		}
-		return nil
+	cfg, certs := serveDelivered(t, "via pop3", func(cfg *Config) {
+		cfg.Listen.POP3, cfg.Listen.POP3S = testlib.FreeAddr(t), testlib.FreeAddr(t)
 	})
 	for _, url := range []string{
 		"pop3s://localhost:" + port(t, cfg.Listen.POP3S) + "/1",
@@ -223,6 +215,29 @@ func TestLMTPToPOP3(t *testing.T) {
 			t.Errorf("curl %s = %v\n%s\nwant the delivered message with its Delivered-To", url, err, out)
 		}
 	}
+}
+
+// serveDelivered runs the service with real auth (user alice@example.org,
+// password s3cret), a TLS certificate for the mail listeners and the
+// listeners edit adds, and delivers one message with subject over LMTP.
+func serveDelivered(t *testing.T, subject string, edit func(*Config)) (Config, testlib.Certs) {
+	t.Helper()
+	a := testlib.StartAuth(t)
+	a.Domain(t, "example.org")
+	a.User(t, "alice@example.org", "s3cret", 0)
+	certs := testlib.NewCerts(t)
+	cfg := testConfig(t, a.Addr)
+	cfg.TLS.Cert, cfg.TLS.Key = certs.ServerCert, certs.ServerKey
+	edit(&cfg)
+	runService(t, cfg)
+	waitListening(t, cfg.Listen.LMTP)
+	eventually(t, 15*time.Second, "delivery", func() error {
+		if rcpt, data := deliver(t, cfg.Listen.LMTP, "alice@example.org", subject); data.Code != 250 {
+			return fmt.Errorf("RCPT %v, DATA %v", rcpt, data)
+		}
+		return nil
+	})
+	return cfg, certs
 }
 
 func port(t *testing.T, addr string) string {
@@ -244,4 +259,75 @@ func waitListening(t *testing.T, addr string) {
 		}
 		return err
 	})
+}
+
+// TestLMTPToIMAP: a message delivered over LMTP is read over IMAP, with
+// the real auth service checking the login, over STARTTLS and implicit
+// TLS; a wrong password is NO [AUTHENTICATIONFAILED].
+func TestLMTPToIMAP(t *testing.T) {
+	cfg, certs := serveDelivered(t, "via imap", func(cfg *Config) {
+		cfg.Listen.IMAP, cfg.Listen.IMAPS = testlib.FreeAddr(t), testlib.FreeAddr(t)
+	})
+	pem, err := os.ReadFile(certs.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	opts := &imapclient.Options{TLSConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}
+	for name, dial := range map[string]func() (*imapclient.Client, error){
+		"starttls": func() (*imapclient.Client, error) { return imapclient.DialStartTLS(cfg.Listen.IMAP, opts) },
+		"implicit": func() (*imapclient.Client, error) { return imapclient.DialTLS(cfg.Listen.IMAPS, opts) },
+	} {
+		c, err := dial()
+		if err != nil {
+			t.Fatalf("%s: dial: %v", name, err)
+		}
+		defer c.Close()
+		var ie *imap.Error
+		if err := c.Login("alice@example.org", "wrong").Wait(); !errors.As(err, &ie) || ie.Code != imap.ResponseCodeAuthenticationFailed {
+			t.Errorf("%s: LOGIN with a wrong password = %v, want NO [AUTHENTICATIONFAILED]", name, err)
+		}
+		if err := c.Login("alice@example.org", "s3cret").Wait(); err != nil {
+			t.Fatalf("%s: LOGIN = %v", name, err)
+		}
+		sel, err := c.Select("INBOX", nil).Wait()
+		if err != nil || sel.NumMessages != 1 {
+			t.Fatalf("%s: SELECT INBOX = %+v, %v; want 1 message", name, sel, err)
+		}
+		msgs, err := c.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{Envelope: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}}).Collect()
+		if err != nil || len(msgs) != 1 {
+			t.Fatalf("%s: FETCH 1 = %v, %v", name, msgs, err)
+		}
+		body := string(msgs[0].FindBodySection(&imap.FetchItemBodySection{Peek: true}))
+		if msgs[0].Envelope == nil || !strings.Contains(body, "Subject: via imap") || !strings.Contains(body, "Delivered-To: alice@example.org") {
+			t.Errorf("%s: FETCH 1 = envelope %+v, body %q; want the delivered message", name, msgs[0].Envelope, body)
+		}
+		c.Logout().Wait()
+	}
+}
+
+// TestValidateIMAP: the [imap] settings and listen.imaps are checked and
+// named.
+func TestValidateIMAP(t *testing.T) {
+	for _, tc := range []struct {
+		change func(*Config)
+		key    string
+	}{
+		{func(c *Config) { c.Listen.IMAP = "143" }, "listen.imap"},
+		{func(c *Config) { c.Listen.IMAPS = "127.0.0.1:2993" }, "listen.imaps"},
+		{func(c *Config) { c.IMAP.MaxSessions = 0 }, "imap.max_sessions"},
+		{func(c *Config) { c.IMAP.MaxAppendSize = 10 }, "imap.max_append_size"},
+		{func(c *Config) { c.IMAP.MaxAppendSize = 1 << 33 }, "imap.max_append_size"},
+	} {
+		cfg := DefaultConfig()
+		tc.change(&cfg)
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("Validate() = %v, want an error naming %s", err, tc.key)
+		}
+	}
+	cfg := DefaultConfig()
+	if got := cfg.appendLimit(); got != cfg.Limits.MaxMessageSize {
+		t.Errorf("appendLimit() = %d by default, want limits.max_message_size %d", got, cfg.Limits.MaxMessageSize)
+	}
 }

@@ -1,0 +1,475 @@
+package imapd
+
+import (
+	"errors"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/postcove/postcove/services/mailbox/internal/store"
+)
+
+// systemFlags are the flags every mailbox offers (RFC 9051 section 2.3.2),
+// \Recent excluded.
+var systemFlags = []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft}
+
+// selected is the session's selected mailbox.
+type selected struct {
+	mb       store.Mailbox
+	readOnly bool
+	// keywords are the keywords the client has been sent in a FLAGS
+	// response, lower-cased.
+	keywords map[string]bool
+	// searchRes is the result SEARCH RETURN (SAVE) kept for "$" (RFC
+	// 5182), as UIDs.
+	searchRes []store.UID
+}
+
+// target is one message a command names: its sequence number in the
+// session's view and its UID.
+type target struct {
+	seq uint32
+	uid store.UID
+}
+
+func (sess *session) closeSelected() {
+	if sess.sel == nil {
+		return
+	}
+	if err := sess.sel.mb.Close(); err != nil {
+		sess.log.Warn("imap close mailbox", "err", err)
+	}
+	sess.sel = nil
+}
+
+// Select opens a mailbox (SELECT, or EXAMINE with options.ReadOnly). It
+// reads message metadata only for the UNSEEN code of IMAP4rev1 clients,
+// and never a message body.
+func (sess *session) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
+	defer sess.lock()()
+	sess.closeSelected()
+	ctx, cancel := sess.ctx()
+	defer cancel()
+	// Status before Select: whatever arrives in between is in the view,
+	// and UIDNEXT below is raised above it, so UIDNEXT never claims a
+	// message the client was not told about.
+	before, err := sess.mbs.Status(ctx, name)
+	if err != nil {
+		return nil, sess.storeError("select", err, false)
+	}
+	mb, err := sess.mbs.Select(ctx, name)
+	if err != nil {
+		return nil, sess.storeError("select", err, false)
+	}
+	st, err := mb.Status(ctx)
+	if err != nil {
+		mb.Close()
+		return nil, sess.storeError("select", err, false)
+	}
+	uids := mb.UIDs()
+	uidNext := before.UIDNext
+	if before.UIDValidity != st.UIDValidity {
+		uidNext = 1
+	}
+	if n := len(uids); n > 0 && uidNext <= uids[n-1] {
+		uidNext = uids[n-1] + 1
+	}
+	data := &imap.SelectData{
+		Flags:       mailboxFlags(st.Keywords),
+		NumMessages: uint32(len(uids)),
+		UIDNext:     imap.UID(uidNext),
+		UIDValidity: st.UIDValidity,
+	}
+	if !options.ReadOnly {
+		data.PermanentFlags = append(mailboxFlags(st.Keywords), imap.FlagWildcard)
+	}
+	rev2 := sess.conn.EnabledCaps().Has(imap.CapIMAP4rev2)
+	if rev2 {
+		// RFC 9051 section 6.3.2: the mailbox's name as the server
+		// spells it.
+		data.List = &imap.ListData{Mailbox: mb.Name(), Delim: delim}
+	}
+	if !rev2 && len(uids) > 0 {
+		// IMAP4rev1's "OK [UNSEEN n]": one metadata call for the view.
+		msgs, err := mb.Messages(ctx, uids)
+		if err != nil {
+			mb.Close()
+			return nil, sess.storeError("select", err, false)
+		}
+		for _, m := range msgs {
+			if !store.HasFlag(m.Flags, store.FlagSeen) {
+				if i, ok := slices.BinarySearch(uids, m.UID); ok {
+					data.FirstUnseenSeqNum = uint32(i + 1)
+				}
+				break
+			}
+		}
+	}
+	sess.sel = &selected{mb: mb, readOnly: options.ReadOnly, keywords: make(map[string]bool)}
+	sess.sel.learnKeywords(st.Keywords)
+	return data, nil
+}
+
+// mailboxFlags is the FLAGS list: the system flags and the keywords.
+func mailboxFlags(keywords []string) []imap.Flag {
+	flags := slices.Clone(systemFlags)
+	for _, k := range keywords {
+		flags = append(flags, imap.Flag(k))
+	}
+	return flags
+}
+
+func (sel *selected) learnKeywords(keywords []string) {
+	for _, k := range keywords {
+		sel.keywords[strings.ToLower(k)] = true
+	}
+}
+
+// Unselect closes the mailbox (CLOSE has expunged first, UNSELECT not).
+func (sess *session) Unselect() error {
+	defer sess.lock()()
+	sess.closeSelected()
+	return nil
+}
+
+// Poll tells the client what changed since the last command: imapserver
+// calls it after every command, with allowExpunge false after FETCH, STORE
+// and SEARCH so that sequence numbers do not shift under the client (RFC
+// 9051 section 7.5.1).
+func (sess *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	defer sess.lock()()
+	sess.updates = w
+	if sess.sel == nil {
+		return nil
+	}
+	ctx, cancel := sess.ctx()
+	defer cancel()
+	ch, err := sess.sel.mb.Poll(ctx, allowExpunge)
+	switch {
+	case errors.Is(err, store.ErrUIDValidityChanged):
+		return sess.bye("mailbox UIDVALIDITY changed, please reconnect")
+	case errors.Is(err, store.ErrNoSuchMailbox):
+		return sess.bye("selected mailbox was deleted")
+	case err != nil:
+		return sess.storeError("poll", err, false)
+	}
+	return sess.writeChanges(w, ch)
+}
+
+// writeChanges announces a Poll's changes in the order the store gives:
+// EXPUNGE, then FLAGS when a keyword is new to the client (before any
+// FETCH uses it), EXISTS, and FETCH FLAGS.
+func (sess *session) writeChanges(w *imapserver.UpdateWriter, ch store.Changes) error {
+	for _, e := range ch.Expunged {
+		if err := w.WriteExpunge(e.SeqNum); err != nil {
+			return err
+		}
+	}
+	if ch.Keywords != nil {
+		if err := w.WriteMailboxFlags(mailboxFlags(ch.Keywords)); err != nil {
+			return err
+		}
+		sess.sel.learnKeywords(ch.Keywords)
+	}
+	if len(ch.New) > 0 {
+		if err := w.WriteNumMessages(ch.NumMessages); err != nil {
+			return err
+		}
+	}
+	for _, u := range ch.Updated {
+		if err := w.WriteMessageFlags(u.SeqNum, imap.UID(u.UID), imapFlags(u.Flags)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func imapFlags(flags []string) []imap.Flag {
+	out := make([]imap.Flag, len(flags))
+	for i, f := range flags {
+		out[i] = imap.Flag(f)
+	}
+	return out
+}
+
+// Idle waits for changes to the selected mailbox (store.Mailbox.Updates:
+// another session, another process, an LMTP delivery) and announces them
+// until the client sends DONE. Shutdown ends it with a BYE.
+func (sess *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	wake := sess.tc.startIdle()
+	defer sess.tc.endIdle()
+	if err := sess.Poll(w, true); err != nil {
+		return err
+	}
+	var updates <-chan struct{}
+	sess.mu.Lock()
+	if sess.sel != nil {
+		updates = sess.sel.mb.Updates()
+	}
+	sess.mu.Unlock()
+	for {
+		select {
+		case <-stop:
+			return nil
+		case <-wake:
+			return sess.bye("server shutting down")
+		case <-updates:
+			if err := sess.Poll(w, true); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// resolve turns a sequence set, UID set or "$" into the messages of the
+// view it names, in sequence order, without duplicates. Numbers beyond
+// the view are ignored; "*" is the last message (RFC 9051 section 9,
+// seq-number).
+func (sel *selected) resolve(numSet imap.NumSet) []target {
+	uids := sel.mb.UIDs()
+	n := len(uids)
+	marked := make([]bool, n)
+	switch set := numSet.(type) {
+	case imap.SeqSet:
+		for _, r := range set {
+			lo, hi := seqBound(r.Start, n), seqBound(r.Stop, n)
+			if lo > hi {
+				lo, hi = hi, lo
+			}
+			for i := max(lo, 1); i <= min(hi, n); i++ {
+				marked[i-1] = true
+			}
+		}
+	case imap.UIDSet:
+		if imap.IsSearchRes(set) {
+			for _, uid := range sel.searchRes {
+				if i, ok := slices.BinarySearch(uids, uid); ok {
+					marked[i] = true
+				}
+			}
+			break
+		}
+		if n == 0 {
+			return nil
+		}
+		last := uids[n-1]
+		for _, r := range set {
+			lo, hi := store.UID(r.Start), store.UID(r.Stop)
+			if lo == 0 {
+				lo = last
+			}
+			if hi == 0 {
+				hi = last
+			}
+			if lo > hi {
+				lo, hi = hi, lo
+			}
+			for i := sort.Search(n, func(i int) bool { return uids[i] >= lo }); i < n && uids[i] <= hi; i++ {
+				marked[i] = true
+			}
+		}
+	}
+	var out []target
+	for i, m := range marked {
+		if m {
+			out = append(out, target{seq: uint32(i + 1), uid: uids[i]})
+		}
+	}
+	return out
+}
+
+// seqBound resolves one end of a sequence range: 0 is "*".
+func seqBound(v uint32, n int) int {
+	if v == 0 {
+		return n
+	}
+	return int(min(v, uint32(n)+1))
+}
+
+func targetUIDs(ts []target) []store.UID {
+	out := make([]store.UID, len(ts))
+	for i, t := range ts {
+		out[i] = t.uid
+	}
+	return out
+}
+
+func uidSet(uids []store.UID) imap.UIDSet {
+	var s imap.UIDSet
+	for _, u := range uids {
+		s.AddNum(imap.UID(u))
+	}
+	return s
+}
+
+// targets returns the selected mailbox and the messages numSet names in
+// it; write refuses a read-only (EXAMINEd) mailbox.
+func (sess *session) targets(numSet imap.NumSet, write bool) (*selected, []target, error) {
+	switch {
+	case sess.sel == nil:
+		return nil, nil, errNotSelected
+	case write && sess.sel.readOnly:
+		return nil, nil, errReadOnly
+	}
+	return sess.sel, sess.sel.resolve(numSet), nil
+}
+
+// Store changes flags (STORE, UID STORE) and answers with FETCH FLAGS
+// unless .SILENT.
+func (sess *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
+	defer sess.lock()()
+	sel, targets, err := sess.targets(numSet, true)
+	if err != nil || len(targets) == 0 {
+		return err
+	}
+	op := store.FlagsReplace
+	switch flags.Op {
+	case imap.StoreFlagsAdd:
+		op = store.FlagsAdd
+	case imap.StoreFlagsDel:
+		op = store.FlagsRemove
+	}
+	names := make([]string, len(flags.Flags))
+	for i, f := range flags.Flags {
+		names[i] = string(f)
+	}
+	ctx, cancel := sess.ctx()
+	defer cancel()
+	uids := targetUIDs(targets)
+	if _, err = sel.mb.SetFlags(ctx, uids, op, names, options.UnchangedSince); err != nil {
+		return sess.storeError("store", err, false)
+	}
+	if op != store.FlagsRemove && sess.updates != nil && sel.hasNewKeyword(names) {
+		// A keyword the client has not seen in FLAGS: announce it
+		// before the FETCH responses use it (RFC 9051 section 7.3.5).
+		ch, err := sel.mb.Poll(ctx, false)
+		if err != nil {
+			return sess.storeError("store", err, false)
+		}
+		if err := sess.writeChanges(sess.updates, ch); err != nil {
+			return err
+		}
+	}
+	if flags.Silent {
+		return nil
+	}
+	msgs, err := sel.mb.Messages(ctx, uids)
+	if err != nil {
+		return sess.storeError("store", err, false)
+	}
+	_, byUID := numSet.(imap.UIDSet)
+	seqs := seqByUID(targets)
+	for _, m := range msgs {
+		resp := w.CreateMessage(seqs[m.UID])
+		if byUID {
+			resp.WriteUID(imap.UID(m.UID))
+		}
+		resp.WriteFlags(imapFlags(m.Flags))
+		if err := resp.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (sel *selected) hasNewKeyword(flags []string) bool {
+	for _, f := range flags {
+		if !strings.HasPrefix(f, `\`) && !sel.keywords[strings.ToLower(f)] {
+			return true
+		}
+	}
+	return false
+}
+
+func seqByUID(ts []target) map[store.UID]uint32 {
+	m := make(map[store.UID]uint32, len(ts))
+	for _, t := range ts {
+		m[t.uid] = t.seq
+	}
+	return m
+}
+
+// Copy copies messages (COPY, UID COPY) and answers COPYUID (RFC 4315).
+func (sess *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
+	defer sess.lock()()
+	sel, targets, err := sess.targets(numSet, false)
+	if err != nil || len(targets) == 0 {
+		return nil, err
+	}
+	ctx, cancel := sess.ctx()
+	defer cancel()
+	res, err := sel.mb.Copy(ctx, targetUIDs(targets), dest)
+	if err != nil {
+		return nil, sess.storeError("copy", err, true)
+	}
+	return copyData(res), nil
+}
+
+func copyData(res store.CopyResult) *imap.CopyData {
+	if len(res.SourceUIDs) == 0 {
+		return nil
+	}
+	return &imap.CopyData{UIDValidity: res.UIDValidity, SourceUIDs: uidSet(res.SourceUIDs), DestUIDs: uidSet(res.DestUIDs)}
+}
+
+// Move moves messages (RFC 6851): COPYUID first, then the EXPUNGEs.
+func (sess *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+	defer sess.lock()()
+	sel, targets, err := sess.targets(numSet, true)
+	if err != nil || len(targets) == 0 {
+		return err
+	}
+	ctx, cancel := sess.ctx()
+	defer cancel()
+	res, expunged, err := sel.mb.Move(ctx, targetUIDs(targets), dest)
+	if err != nil {
+		return sess.storeError("move", err, true)
+	}
+	if data := copyData(res); data != nil {
+		if err := w.WriteCopyData(data); err != nil {
+			return err
+		}
+	}
+	for _, e := range expunged {
+		if err := w.WriteExpunge(e.SeqNum); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Expunge removes the messages flagged \Deleted (EXPUNGE, CLOSE), among
+// uids for UID EXPUNGE (RFC 4315). In a read-only mailbox it does nothing,
+// so that CLOSE after EXAMINE succeeds as RFC 9051 section 6.4.1 wants.
+func (sess *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+	defer sess.lock()()
+	sel := sess.sel
+	switch {
+	case sel == nil:
+		return errNotSelected
+	case sel.readOnly:
+		return nil
+	}
+	var only []store.UID // nil: every \Deleted message
+	if uids != nil {
+		only = targetUIDs(sel.resolve(*uids))
+		if len(only) == 0 {
+			return nil
+		}
+	}
+	ctx, cancel := sess.ctx()
+	defer cancel()
+	expunged, err := sel.mb.Expunge(ctx, only)
+	if err != nil {
+		return sess.storeError("expunge", err, false)
+	}
+	for _, e := range expunged {
+		if err := w.WriteExpunge(e.SeqNum); err != nil {
+			return err
+		}
+	}
+	return nil
+}
