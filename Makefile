@@ -79,19 +79,24 @@ fuzz: ## run every fuzz target for $(FUZZTIME)
 		done; \
 	done
 
-# The Debian packages postcove is measured against, and extra flags for
-# services/bench (e.g. BENCH_FLAGS='--duration 10s --json bench-auth.json').
+# The Debian packages postcove is measured against (dovecot configured by
+# scripts/dovecot-bench.sh), and extra flags for services/bench, given to
+# each of its commands (e.g. BENCH_FLAGS='--duration 10s --keep'). One
+# command alone, e.g. IMAP on smaller mailboxes:
+#   go run ./services/bench/cmd/bench imap --auth-bin bin/auth --mailbox-bin bin/mailbox --messages 2000 --select-messages 20000
 BENCH_DOVECOT ?= /usr/sbin/dovecot
 BENCH_FLAGS   ?=
 
 .PHONY: bench
-bench: build ## run the benchmarks, then postcove vs dovecot side by side (needs dovecot-core; MariaDB too when POSTCOVE_TEST_MYSQL_DSN is set)
-	@test -x $(BENCH_DOVECOT) || { echo "dovecot not installed: apt-get install dovecot-core (make bench compares postcove with it)" >&2; exit 1; }
+bench: build ## run the benchmarks, then postcove vs dovecot side by side: auth, LMTP, IMAP (needs dovecot-core, -lmtpd, -imapd; MariaDB too when POSTCOVE_TEST_MYSQL_DSN is set)
+	@test -x $(BENCH_DOVECOT) || { echo "dovecot not installed: apt-get install dovecot-core dovecot-lmtpd dovecot-imapd (make bench compares postcove with it)" >&2; exit 1; }
 	cd services/auth && go test -run='^$$' -bench=. -benchtime=3s ./internal/server/
-	go run ./services/bench/cmd/bench auth --auth-bin bin/auth --dovecot $(BENCH_DOVECOT) \
+	go run ./services/bench/cmd/bench auth --auth-bin bin/auth --dovecot $(BENCH_DOVECOT) --scripts-dir scripts \
 		$${POSTCOVE_TEST_MYSQL_DSN:+--mysql-dsn "$$POSTCOVE_TEST_MYSQL_DSN"} $(BENCH_FLAGS)
-	go run ./services/bench/cmd/bench lmtp --auth-bin bin/auth --mailbox-bin bin/mailbox --dovecot $(BENCH_DOVECOT) $(BENCH_FLAGS)
+	go run ./services/bench/cmd/bench lmtp --auth-bin bin/auth --mailbox-bin bin/mailbox --dovecot $(BENCH_DOVECOT) --scripts-dir scripts $(BENCH_FLAGS)
+	go run ./services/bench/cmd/bench imap --auth-bin bin/auth --mailbox-bin bin/mailbox --dovecot $(BENCH_DOVECOT) --scripts-dir scripts $(BENCH_FLAGS)
 
 .PHONY: run
 run: build ## run the system locally on the embedded default (SQLite under ./data)
 	scripts/run-local.sh "$(DATA)"
+

@@ -9,6 +9,8 @@ packages=(
 	mariadb-server mariadb-client  # the auth store suite runs against real MariaDB
 	dovecot-core             # doveadm pw: password-hash test vectors
 	dovecot-lmtpd            # bench lmtp: dovecot's LMTP server to compare with
+	dovecot-imapd            # bench imap: dovecot's IMAP server to compare with
+	isync                    # mbsync: a real IMAP client for the imapd tests
 	fail2ban                 # fail2ban-regex checks the shipped filter
 	fetchmail curl python3   # real POP3 clients for the pop3d tests (curl pop3://, poplib)
 	openssl                  # make run: a self-signed certificate in ssl/

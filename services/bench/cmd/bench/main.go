@@ -8,6 +8,13 @@
 //	bench lmtp --auth-bin bin/auth --mailbox-bin bin/mailbox [--dovecot /usr/sbin/dovecot]
 //	           [--users 100] [--sizes 4096,102400] [--conc 1,16] [--duration 5s]
 //	           [--warmup 1s] [--json FILE] [--keep]
+//	bench imap --auth-bin bin/auth --mailbox-bin bin/mailbox [--dovecot /usr/sbin/dovecot]
+//	           [--messages 10000] [--select-messages 100000] [--conc 1,8]
+//	           [--duration 5s] [--warmup 1s] [--json FILE] [--keep]
+//
+// Every command takes --scripts-dir (default "scripts", for running from
+// the repository's root): where scripts/dovecot-bench.sh, which writes
+// dovecot's configuration, is.
 //
 // The markdown report goes to stdout, progress to stderr. Exit status: 0
 // measured, 1 the run failed (a server missing, or a wrong answer: never
@@ -25,10 +32,15 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/postcove/postcove/services/bench/internal/authbench"
 	"github.com/postcove/postcove/services/bench/internal/dovecot"
+	"github.com/postcove/postcove/services/bench/internal/imapbench"
 	"github.com/postcove/postcove/services/bench/internal/lmtpbench"
+	"github.com/postcove/postcove/services/bench/internal/load"
+	"github.com/postcove/postcove/services/bench/internal/postcove"
+	"github.com/postcove/postcove/services/bench/internal/report"
 )
 
 func main() {
@@ -43,6 +55,7 @@ const usage = `usage: bench COMMAND [flags]
 commands:
   auth   postcove's auth service against dovecot's auth process (passdb/userdb)
   lmtp   postcove's mailbox service (with auth) against dovecot's LMTP server
+  imap   postcove's mailbox service (with auth) against dovecot's IMAP server
 
 Run "bench COMMAND -h" for the flags of a command.
 `
@@ -57,6 +70,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runAuth(ctx, args[1:], stdout, stderr)
 	case "lmtp":
 		return runLMTP(ctx, args[1:], stdout, stderr)
+	case "imap":
+		return runIMAP(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -65,107 +80,136 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-func runAuth(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("bench auth", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var (
-		opts     authbench.Options
-		conc     concFlag
-		jsonPath string
-	)
-	fs.StringVar(&opts.AuthBin, "auth-bin", "", "postcove's auth binary (make build writes bin/auth); required")
-	fs.StringVar(&opts.DovecotBin, "dovecot", dovecot.DefaultBin, "dovecot's master binary")
-	fs.StringVar(&opts.MySQLDSN, "mysql-dsn", "", "also run postcove on a fresh database on this MySQL/MariaDB server (go-sql-driver DSN without a database, like POSTCOVE_TEST_MYSQL_DSN)")
-	fs.IntVar(&opts.Users, "users", 1000, "number of users (each costs one argon2id hash per server at setup)")
-	fs.Var(&conc, "conc", "comma-separated concurrencies (default 1,8,32)")
-	fs.DurationVar(&opts.Duration, "duration", authbench.DefaultDuration, "measured time per operation, concurrency and server")
-	fs.DurationVar(&opts.Warmup, "warmup", authbench.DefaultWarmup, "unmeasured time before each measurement")
-	fs.StringVar(&jsonPath, "json", "", "also write the results as JSON to this file")
-	fs.BoolVar(&opts.Keep, "keep", false, "keep the temporary directory (configs, logs, databases)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "bench auth: unexpected argument %q\n", fs.Arg(0))
-		return 2
-	}
-	if opts.AuthBin == "" {
-		fmt.Fprintln(stderr, "bench auth: --auth-bin is required (make build writes bin/auth)")
-		return 2
-	}
-	opts.Concurrency = conc
-	opts.Log = stderr
+// command holds the flags every command has.
+type command struct {
+	name       string // "bench imap"
+	fs         *flag.FlagSet
+	mailbox    bool // --mailbox-bin is required
+	authBin    string
+	mailboxBin string
+	dovecotBin string
+	scriptsDir string
+	conc       concFlag
+	duration   time.Duration
+	warmup     time.Duration
+	jsonPath   string
+	keep       bool
+}
 
-	rep, err := authbench.Run(ctx, opts)
+// newCommand registers the common flags: dovecotUse says which dovecot
+// server is compared, concUse what a concurrency counts, keeps what the
+// temporary directory holds.
+func newCommand(name string, stderr io.Writer, mailbox bool, dovecotUse, concUse string, duration, warmup time.Duration, keeps string) *command {
+	c := &command{name: name, fs: flag.NewFlagSet(name, flag.ContinueOnError), mailbox: mailbox}
+	c.fs.SetOutput(stderr)
+	c.fs.StringVar(&c.authBin, "auth-bin", "", "postcove's auth binary (make build writes bin/auth); required")
+	if mailbox {
+		c.fs.StringVar(&c.mailboxBin, "mailbox-bin", "", "postcove's mailbox binary (make build writes bin/mailbox); required")
+	}
+	c.fs.StringVar(&c.dovecotBin, "dovecot", dovecot.DefaultBin, "dovecot's master binary"+dovecotUse)
+	c.fs.StringVar(&c.scriptsDir, "scripts-dir", dovecot.DefaultScriptsDir, "directory of dovecot-bench.sh, which configures dovecot (the repository's scripts/)")
+	c.fs.Var(&c.conc, "conc", "comma-separated concurrencies"+concUse)
+	c.fs.DurationVar(&c.duration, "duration", duration, "measured time per operation, concurrency and server")
+	c.fs.DurationVar(&c.warmup, "warmup", warmup, "unmeasured time before each measurement")
+	c.fs.StringVar(&c.jsonPath, "json", "", "also write the results as JSON to this file")
+	c.fs.BoolVar(&c.keep, "keep", false, "keep the temporary directory ("+keeps+")")
+	return c
+}
+
+// servers are the programs of a mailbox benchmark, from the flags.
+func (c *command) servers(log io.Writer) postcove.Servers {
+	return postcove.Servers{AuthBin: c.authBin, MailboxBin: c.mailboxBin, DovecotBin: c.dovecotBin, ScriptsDir: c.scriptsDir, Keep: c.keep, Log: log}
+}
+
+// plan is how each row runs, from the flags: a warmup of 0 is none.
+func (c *command) plan() load.Plan {
+	return load.Plan{Concurrency: c.conc, Duration: c.duration, Warmup: c.warmup, NoWarmup: c.warmup == 0}
+}
+
+// parse parses args; when it returns false, the command exits with code.
+func (c *command) parse(args []string, stderr io.Writer) (code int, ok bool) {
+	if err := c.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		return 2, false
+	}
+	if c.fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", c.name, c.fs.Arg(0))
+		return 2, false
+	}
+	switch {
+	case c.mailbox && (c.authBin == "" || c.mailboxBin == ""):
+		fmt.Fprintf(stderr, "%s: --auth-bin and --mailbox-bin are required (make build writes bin/auth and bin/mailbox)\n", c.name)
+		return 2, false
+	case c.authBin == "":
+		fmt.Fprintf(stderr, "%s: --auth-bin is required (make build writes bin/auth)\n", c.name)
+		return 2, false
+	}
+	return 0, true
+}
+
+// finish prints what was measured, even of a failed run, writes the JSON
+// when asked, and returns the exit status.
+func (c *command) finish(rep *report.Report, err error, stdout, stderr io.Writer) int {
 	if rep != nil && len(rep.Tables) > 0 {
 		if werr := rep.Markdown(stdout); werr != nil {
 			err = errors.Join(err, werr)
 		}
-		if jsonPath != "" {
-			err = errors.Join(err, rep.WriteJSON(jsonPath))
+		if c.jsonPath != "" {
+			err = errors.Join(err, rep.WriteJSON(c.jsonPath))
 		}
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "bench auth:", err)
+		fmt.Fprintln(stderr, c.name+":", err)
 		return 1
 	}
 	return 0
 }
 
-func runLMTP(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("bench lmtp", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var (
-		opts     lmtpbench.Options
-		conc     concFlag
-		sizes    concFlag
-		jsonPath string
-	)
-	fs.StringVar(&opts.AuthBin, "auth-bin", "", "postcove's auth binary (make build writes bin/auth); required")
-	fs.StringVar(&opts.MailboxBin, "mailbox-bin", "", "postcove's mailbox binary (make build writes bin/mailbox); required")
-	fs.StringVar(&opts.DovecotBin, "dovecot", dovecot.DefaultBin, "dovecot's master binary (its LMTP server comes with dovecot-lmtpd)")
-	fs.IntVar(&opts.Users, "users", lmtpbench.DefaultUsers, "number of users (recipients)")
-	fs.Var(&conc, "conc", "comma-separated concurrencies, LMTP connections (default 1,16)")
-	fs.Var(&sizes, "sizes", "comma-separated message sizes in bytes (default 4096,102400)")
-	fs.DurationVar(&opts.Duration, "duration", lmtpbench.DefaultDuration, "measured time per size, concurrency and server")
-	fs.DurationVar(&opts.Warmup, "warmup", lmtpbench.DefaultWarmup, "unmeasured time before each measurement (0: none)")
-	fs.StringVar(&jsonPath, "json", "", "also write the results as JSON to this file")
-	fs.BoolVar(&opts.Keep, "keep", false, "keep the temporary directory (configs, logs, mail)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+func runAuth(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := newCommand("bench auth", stderr, false, "", " (default 1,8,32)", authbench.DefaultDuration, authbench.DefaultWarmup, "configs, logs, databases")
+	var opts authbench.Options
+	c.fs.StringVar(&opts.MySQLDSN, "mysql-dsn", "", "also run postcove on a fresh database on this MySQL/MariaDB server (go-sql-driver DSN without a database, like POSTCOVE_TEST_MYSQL_DSN)")
+	c.fs.IntVar(&opts.Users, "users", 1000, "number of users (each costs one argon2id hash per server at setup)")
+	if code, ok := c.parse(args, stderr); !ok {
+		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "bench lmtp: unexpected argument %q\n", fs.Arg(0))
-		return 2
-	}
-	if opts.AuthBin == "" || opts.MailboxBin == "" {
-		fmt.Fprintln(stderr, "bench lmtp: --auth-bin and --mailbox-bin are required (make build writes bin/auth and bin/mailbox)")
-		return 2
-	}
-	opts.Concurrency, opts.Sizes = conc, sizes
-	opts.NoWarmup = opts.Warmup == 0
+	opts.AuthBin, opts.DovecotBin, opts.ScriptsDir = c.authBin, c.dovecotBin, c.scriptsDir
+	opts.Concurrency, opts.Duration, opts.Warmup, opts.Keep = c.conc, c.duration, c.warmup, c.keep
 	opts.Log = stderr
+	rep, err := authbench.Run(ctx, opts)
+	return c.finish(rep, err, stdout, stderr)
+}
 
+func runLMTP(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := newCommand("bench lmtp", stderr, true, " (its LMTP server comes with dovecot-lmtpd)", ", LMTP connections (default 1,16)", lmtpbench.DefaultDuration, lmtpbench.DefaultWarmup, "configs, logs, mail")
+	var (
+		opts  lmtpbench.Options
+		sizes concFlag
+	)
+	c.fs.IntVar(&opts.Users, "users", lmtpbench.DefaultUsers, "number of users (recipients)")
+	c.fs.Var(&sizes, "sizes", "comma-separated message sizes in bytes (default 4096,102400)")
+	if code, ok := c.parse(args, stderr); !ok {
+		return code
+	}
+	opts.Servers, opts.Plan = c.servers(stderr), c.plan()
+	opts.Sizes = sizes
 	res, err := lmtpbench.Run(ctx, opts)
-	if res != nil && len(res.Report.Tables) > 0 {
-		if werr := res.Report.Markdown(stdout); werr != nil {
-			err = errors.Join(err, werr)
-		}
-		if jsonPath != "" {
-			err = errors.Join(err, res.Report.WriteJSON(jsonPath))
-		}
+	return c.finish(res.Report, err, stdout, stderr)
+}
+
+func runIMAP(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := newCommand("bench imap", stderr, true, " (its IMAP server comes with dovecot-imapd)", ", IMAP connections (default 1,8)", imapbench.DefaultDuration, imapbench.DefaultWarmup, "configs, logs, mail")
+	var opts imapbench.Options
+	c.fs.IntVar(&opts.Messages, "messages", imapbench.DefaultMessages, "messages in the mailbox FETCH and SEARCH read")
+	c.fs.IntVar(&opts.SelectMessages, "select-messages", imapbench.DefaultSelectMessages, "messages in the mailbox SELECT is measured on")
+	if code, ok := c.parse(args, stderr); !ok {
+		return code
 	}
-	if err != nil {
-		fmt.Fprintln(stderr, "bench lmtp:", err)
-		return 1
-	}
-	return 0
+	opts.Servers, opts.Plan = c.servers(stderr), c.plan()
+	res, err := imapbench.Run(ctx, opts)
+	return c.finish(res.Report, err, stdout, stderr)
 }
 
 // concFlag is a comma-separated list of positive integers.

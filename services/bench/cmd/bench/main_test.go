@@ -45,6 +45,10 @@ func TestRunCommandLine(t *testing.T) {
 		{[]string{"auth", "--auth-bin", "x", "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"auth", "--conc", "0"}, 2, "not a positive integer"},
 		{[]string{"auth", "--auth-bin", "/nonexistent/auth"}, 1, "run make build"},
+		{[]string{"imap"}, 2, "--auth-bin and --mailbox-bin are required"},
+		{[]string{"imap", "--auth-bin", "a", "--mailbox-bin", "m", "x"}, 2, `unexpected argument "x"`},
+		{[]string{"imap", "--auth-bin", "/nonexistent/auth", "--mailbox-bin", "m"}, 1, "run make build"},
+		{[]string{"imap", "--messages", "x"}, 2, "invalid value"},
 	}
 	for _, tt := range tests {
 		var stdout, stderr strings.Builder

@@ -28,11 +28,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -56,6 +54,9 @@ type Options struct {
 	AuthBin string
 	// DovecotBin is dovecot's master binary. Default dovecot.DefaultBin.
 	DovecotBin string
+	// ScriptsDir holds scripts/dovecot-bench.sh, which configures
+	// dovecot. Default dovecot.DefaultScriptsDir.
+	ScriptsDir string
 	// MySQLDSN names a MySQL/MariaDB server (go-sql-driver syntax, no
 	// database) whose account may create databases; postcove is then also
 	// measured on a fresh database there, dropped at the end. Default "":
@@ -108,18 +109,10 @@ func (o *Options) defaults() error {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
-	switch {
-	case o.Users < 1:
+	if o.Users < 1 {
 		return fmt.Errorf("users: %d, want at least 1", o.Users)
-	case o.Duration < 0 || o.Warmup < 0:
-		return errors.New("duration and warmup must not be negative")
 	}
-	for _, c := range o.Concurrency {
-		if c < 1 || c > 1024 {
-			return fmt.Errorf("concurrency %d outside 1..1024", c)
-		}
-	}
-	return nil
+	return load.CheckPlan(o.Concurrency, 1024, o.Duration, o.Warmup)
 }
 
 // postcoveVariant is one way postcove runs in the benchmark.
@@ -143,28 +136,17 @@ func postcoveVariants() []postcoveVariant {
 	}
 }
 
-// dovecotAuthConfig is the auth part of dovecot's configuration: the same
-// passwd-file for passdb and userdb, PLAIN only. Everything else is
-// Debian's default: auth_cache_size = 0 (spelled out, though passwd-file
-// lookups are never cached), auth_verbose = no (no log line per login),
-// auth_username_format = %Lu. The auth process verifies every password
-// itself, and there is one ("process_limit=1, because there can be only
-// one auth master process", Services in dovecot's wiki); auth-workers
-// serve blocking databases (SQL, LDAP, PAM) and, with
+// dovecotAuthConfig is what the auth benchmark adds to the configuration
+// scripts/dovecot-bench.sh writes (the same passwd-file for passdb and
+// userdb; mechanisms PLAIN and LOGIN, of which PLAIN is measured).
+// Everything else is Debian's default: auth_cache_size = 0 (spelled out,
+// though passwd-file lookups are never cached), auth_verbose = no (no log
+// line per login), auth_username_format = %Lu. The auth process verifies
+// every password itself, and there is one ("process_limit=1, because there
+// can be only one auth master process", Services in dovecot's wiki);
+// auth-workers serve blocking databases (SQL, LDAP, PAM) and, with
 // auth_cache_verify_password_with_worker, cached verifications only.
-func dovecotAuthConfig(passwdFile string) string {
-	return `auth_mechanisms = plain
-auth_cache_size = 0
-passdb {
-  driver = passwd-file
-  args = ` + passwdFile + `
-}
-userdb {
-  driver = passwd-file
-  args = ` + passwdFile + `
-}
-`
-}
+const dovecotAuthConfig = "auth_cache_size = 0\n"
 
 // memorySampleInterval is how often the server trees' memory is read:
 // often enough to see a child process that lives for a second.
@@ -237,13 +219,7 @@ func (b *bench) logf(format string, args ...any) {
 
 // step times one preparation step for the report.
 func (b *bench) step(name string, f func() error) error {
-	b.logf("setup: %s", name)
-	t0 := time.Now()
-	if err := f(); err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	b.rep.Setup = append(b.rep.Setup, report.Step{Name: name, Duration: time.Since(t0)})
-	return nil
+	return b.rep.Step(b.opts.Log, name, f)
 }
 
 // prepare makes the users, dovecot's passwd-file and postcove's databases.
@@ -296,10 +272,12 @@ func (b *bench) startPostcove(ctx context.Context, be backend, ttl time.Duration
 func (b *bench) startDovecot(ctx context.Context) (*dovecot.Server, error) {
 	b.servers++
 	return dovecot.Start(ctx, dovecot.Options{
-		Bin:     b.opts.DovecotBin,
-		Dir:     filepath.Join(b.root, fmt.Sprintf("dovecot-%d", b.servers)),
-		Config:  dovecotAuthConfig(b.passwd),
-		Sockets: []string{"auth-client", "auth-userdb"},
+		Bin:        b.opts.DovecotBin,
+		ScriptsDir: b.opts.ScriptsDir,
+		Dir:        filepath.Join(b.root, fmt.Sprintf("dovecot-%d", b.servers)),
+		Passwd:     b.passwd,
+		Config:     dovecotAuthConfig,
+		Sockets:    []string{"auth-client", "auth-userdb"},
 	})
 }
 
@@ -440,16 +418,16 @@ func (b *bench) run(ctx context.Context, server, label string, conc int, call lo
 // describe fills the report's environment and notes.
 func (b *bench) describe(ctx context.Context) {
 	env := []report.KV{
-		{Name: "machine", Value: fmt.Sprintf("%d CPUs (%s), Linux %s", runtime.NumCPU(), cpuModel(), readTrim("/proc/sys/kernel/osrelease"))},
-		{Name: "dovecot", Value: commandOutput(ctx, b.opts.DovecotBin, "--version")},
-		{Name: "postcove auth", Value: b.authBin + " (version " + commandOutput(ctx, b.authBin, "version") + ")"},
+		{Name: "machine", Value: report.Machine()},
+		{Name: "dovecot", Value: report.CommandOutput(ctx, b.opts.DovecotBin, "--version")},
+		{Name: "postcove auth", Value: b.authBin + " (version " + report.CommandOutput(ctx, b.authBin, "version") + ")"},
 		{Name: "bench", Value: runtime.Version()},
 	}
 	if b.opts.MySQLDSN != "" {
 		env = append(env, report.KV{Name: "MariaDB/MySQL", Value: serverVersion(ctx, b.opts.MySQLDSN)})
 	}
 	env = append(env, report.KV{Name: "load", Value: fmt.Sprintf("%d users in one domain; concurrency %s; %v measured per row and server after %v warmup",
-		b.opts.Users, joinInts(b.opts.Concurrency), b.opts.Duration, b.opts.Warmup)})
+		b.opts.Users, report.JoinInts(b.opts.Concurrency), b.opts.Duration, b.opts.Warmup)})
 	b.rep.Environment = env
 	b.rep.Notes = []string{
 		"ratio = postcove calls/s ÷ dovecot calls/s: above 1, postcove is faster.",
@@ -459,45 +437,6 @@ func (b *bench) describe(ctx context.Context) {
 		"Postcove: \"cache 5s\" is its default configuration (ResolveRecipient answers cached 5 s, dropped on admin changes; Authenticate is never cached, so it is measured on this variant only); \"cache off\" sets resolve.cache_ttl=0. Lockout off (thresholds 0), max_concurrent_logins default (one per CPU), one JSON log line per login to a file (its default info level).",
 		fmt.Sprintf("Peak RSS: the sum of VmHWM over the server's process tree (the pid and its descendants by ppid in /proc), sampled every %v so processes that exit are counted: a sum of per-process peaks, an upper bound. \"max sampled RSS\" is the largest sum of VmRSS seen at one time, a lower bound. Each server runs for the whole measurement; the users were created by another postcove process, so CreateUser's hashing is not counted. A MariaDB server is not counted (it is not ours); SQLite runs inside postcove.", memorySampleInterval),
 	}
-}
-
-func joinInts(v []int) string {
-	s := make([]string, len(v))
-	for i, n := range v {
-		s[i] = fmt.Sprint(n)
-	}
-	return strings.Join(s, ", ")
-}
-
-func readTrim(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "unknown"
-	}
-	return strings.TrimSpace(string(b))
-}
-
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "unknown model"
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if name, value, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(name) == "model name" {
-			return strings.TrimSpace(value)
-		}
-	}
-	return "unknown model"
-}
-
-func commandOutput(ctx context.Context, bin string, args ...string) string {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, args...).Output()
-	if err != nil {
-		return "unknown (" + err.Error() + ")"
-	}
-	return strings.TrimSpace(string(out))
 }
 
 func serverVersion(ctx context.Context, dsn string) string {

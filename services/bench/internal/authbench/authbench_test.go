@@ -123,6 +123,7 @@ func TestRunSmall(t *testing.T) {
 		Duration:    200 * time.Millisecond,
 		Warmup:      50 * time.Millisecond,
 		TempDir:     dir,
+		ScriptsDir:  filepath.Join("..", "..", "..", "..", "scripts"),
 		Log:         &log,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -75,7 +74,7 @@ func (s *userSet) createInPostcove(ctx context.Context, pc *postcove, conc int) 
 // Each entry has the userdb fields an LMTP lookup needs (home, uid, gid)
 // and the quota, the counterparts of postcove's Mailbox.
 func (s *userSet) writePasswdFile(ctx context.Context, path string) error {
-	lines := make([]string, len(s.users))
+	entries := make([]dovecot.PasswdEntry, len(s.users))
 	var next atomic.Int64
 	errc := make(chan error, runtime.NumCPU())
 	var wg sync.WaitGroup
@@ -90,11 +89,11 @@ func (s *userSet) writePasswdFile(ctx context.Context, path string) error {
 				hash, err := dovecot.HashArgon2ID(u.password, dovecot.PostcoveArgon2(), rand.Reader)
 				if err == nil {
 					local, _, _ := strings.Cut(u.address, "@")
-					lines[i], err = dovecot.PasswdEntry{
+					entries[i] = dovecot.PasswdEntry{
 						User: u.address, Password: hash, UID: "5000", GID: "5000",
 						Home:  "/srv/mail/" + domain + "/" + local,
 						Extra: []string{"userdb_quota_rule=*:storage=0"},
-					}.Line()
+					}
 				}
 				if err != nil {
 					errc <- err
@@ -111,10 +110,7 @@ func (s *userSet) writePasswdFile(ctx context.Context, path string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	// 0644: dovecot's auth process runs as the dovecot user. The
-	// passwords are the benchmark's own random ones.
-	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
-		return fmt.Errorf("write passwd-file: %w", err)
-	}
-	return nil
+	// Readable by all: dovecot's auth process runs as the dovecot user.
+	// The passwords are the benchmark's own random ones.
+	return dovecot.WritePasswd(path, entries)
 }

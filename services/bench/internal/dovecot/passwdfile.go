@@ -4,6 +4,9 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/crypto/argon2"
@@ -80,4 +83,45 @@ func (e PasswdEntry) Line() (string, error) {
 		}
 	}
 	return strings.Join([]string{e.User, e.Password, e.UID, e.GID, "", e.Home, "", strings.Join(e.Extra, " ")}, ":"), nil
+}
+
+// WritePasswd writes entries as a passwd-file at path, readable by
+// dovecot's auth process.
+func WritePasswd(path string, entries []PasswdEntry) error {
+	var b strings.Builder
+	for _, e := range entries {
+		l, err := e.Line()
+		if err != nil {
+			return err
+		}
+		b.WriteString(l + "\n")
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("passwd-file: %w", err)
+	}
+	return nil
+}
+
+// MailUser is the passwd-file entry of a user whose mail is under
+// mailRoot/<domain>/<local>/Maildir, owned by MailOwner.
+func MailUser(address, password, mailRoot string) PasswdEntry {
+	uid, gid := MailOwner()
+	local, dom, _ := strings.Cut(address, "@")
+	return PasswdEntry{User: address, Password: password, UID: strconv.Itoa(uid), GID: strconv.Itoa(gid), Home: filepath.Join(mailRoot, dom, local)}
+}
+
+// rootMailID owns the mail of a dovecot started as root: its mail
+// processes switch to the userdb's uid, which must be at least
+// first_valid_uid (500), and never root.
+const rootMailID = 5000
+
+// MailOwner returns the uid and gid for the userdb entries (PasswdEntry's
+// UID and GID), who must own the mail: rootMailID when running as root,
+// otherwise the caller, since a rootless dovecot cannot switch users.
+// Start gives the mail directory to it.
+func MailOwner() (uid, gid int) {
+	if os.Geteuid() == 0 {
+		return rootMailID, rootMailID
+	}
+	return os.Getuid(), os.Getgid()
 }

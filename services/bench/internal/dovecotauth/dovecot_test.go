@@ -34,36 +34,21 @@ func startDovecot(t *testing.T) *dovecot.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var lines []string
-	for _, e := range []dovecot.PasswdEntry{
+	users := filepath.Join(dir, "users")
+	if err := dovecot.WritePasswd(users, []dovecot.PasswdEntry{
 		{User: "alice@example.org", Password: hash, UID: "5000", GID: "5000", Home: "/srv/mail/example.org/alice", Extra: []string{"userdb_quota_rule=*:storage=1G"}},
 		{User: "bob@example.org", Password: "{PLAIN}bob secret", UID: "5000", GID: "5000", Home: "/srv/mail/example.org/bob"},
-	} {
-		line, err := e.Line()
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines = append(lines, line)
-	}
-	users := filepath.Join(dir, "users")
-	if err := os.WriteFile(users, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+	}); err != nil {
 		t.Fatal(err)
 	}
+	// The passwd-file passdb and userdb come from scripts/dovecot-bench.sh.
 	srv, err := dovecot.Start(context.Background(), dovecot.Options{
-		Bin: bin,
-		Dir: filepath.Join(dir, "dc"),
-		Config: `auth_mechanisms = plain
-auth_failure_delay = 0
-passdb {
-  driver = passwd-file
-  args = ` + users + `
-}
-userdb {
-  driver = passwd-file
-  args = ` + users + `
-}
-`,
-		Sockets: []string{"auth-client", "auth-userdb"},
+		Bin:        bin,
+		ScriptsDir: filepath.Join("..", "..", "..", "..", "scripts"),
+		Dir:        filepath.Join(dir, "dc"),
+		Passwd:     users,
+		Config:     "auth_failure_delay = 0\n",
+		Sockets:    []string{"auth-client", "auth-userdb"},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -15,20 +15,19 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/postcove/postcove/services/bench/internal/dovecot"
+	"github.com/postcove/postcove/services/bench/internal/fleet"
 	"github.com/postcove/postcove/services/bench/internal/lmtpclient"
 	"github.com/postcove/postcove/services/bench/internal/load"
+	"github.com/postcove/postcove/services/bench/internal/postcove"
 	"github.com/postcove/postcove/services/bench/internal/report"
 )
 
@@ -48,68 +47,34 @@ const domain = "example.org"
 
 // Options configure a run.
 type Options struct {
-	AuthBin    string // postcove's auth binary; required
-	MailboxBin string // postcove's mailbox binary; required
-	DovecotBin string // default dovecot.DefaultBin
-	Users      int    // default 100
-	// Concurrency lists the concurrencies (LMTP connections). Default 1, 16.
-	Concurrency []int
+	postcove.Servers
+	Users int // default 100
 	// Sizes lists the message sizes in bytes. Default DefaultSizes.
-	Sizes    []int
-	Duration time.Duration // measured per row and server; default 5 s
-	Warmup   time.Duration // unmeasured, before each measurement; default 1 s
-	// NoWarmup turns the warmup off (Warmup 0 means the default).
-	NoWarmup bool
-	TempDir  string    // default os.TempDir()
-	Keep     bool      // keep the run's directory even on success
-	Log      io.Writer // progress; default discarded
+	Sizes []int
+	// Plan: concurrencies are LMTP connections. Defaults: 1 and 16, 5 s
+	// measured after 1 s of warmup.
+	load.Plan
 }
 
 func (o *Options) defaults() error {
-	if o.AuthBin == "" || o.MailboxBin == "" {
-		return errors.New("need --auth-bin and --mailbox-bin (make build writes bin/auth and bin/mailbox)")
-	}
-	if o.DovecotBin == "" {
-		o.DovecotBin = dovecot.DefaultBin
+	if err := o.Servers.Defaults(); err != nil {
+		return err
 	}
 	if o.Users == 0 {
 		o.Users = DefaultUsers
 	}
-	if len(o.Concurrency) == 0 {
-		o.Concurrency = []int{1, 16}
-	}
 	if len(o.Sizes) == 0 {
 		o.Sizes = DefaultSizes
 	}
-	if o.Duration == 0 {
-		o.Duration = DefaultDuration
-	}
-	if o.Warmup == 0 && !o.NoWarmup {
-		o.Warmup = DefaultWarmup
-	}
-	if o.NoWarmup {
-		o.Warmup = 0
-	}
-	if o.Log == nil {
-		o.Log = io.Discard
-	}
-	switch {
-	case o.Users < 1:
+	if o.Users < 1 {
 		return fmt.Errorf("users: %d, want at least 1", o.Users)
-	case o.Duration < 0 || o.Warmup < 0:
-		return errors.New("duration and warmup must not be negative")
-	}
-	for _, c := range o.Concurrency {
-		if c < 1 || c > 1024 {
-			return fmt.Errorf("concurrency %d outside 1..1024", c)
-		}
 	}
 	for _, s := range o.Sizes {
 		if s < 512 || s > 64<<20 {
 			return fmt.Errorf("message size %d outside 512..64 MiB", s)
 		}
 	}
-	return nil
+	return o.Plan.Defaults(load.Plan{Concurrency: []int{1, 16}, Duration: DefaultDuration, Warmup: DefaultWarmup}, 1024)
 }
 
 // Result is a report plus the delivery counts checked at the end.
@@ -124,43 +89,17 @@ type Result struct {
 const (
 	memorySampleInterval = 100 * time.Millisecond
 	callTimeout          = 30 * time.Second
-	// dovecotUID owns dovecot's mail: its LMTP process switches to the
-	// userdb's uid, which must be at least first_valid_uid (500).
-	dovecotUID = 5000
 )
 
 // Run sets both sides up, measures them, and checks the Maildirs. The
 // error is non-nil when the run could not be done, a server refused a
-// delivery, or the file counts do not match; the result is then partial.
-func Run(ctx context.Context, opts Options) (res *Result, err error) {
+// delivery, or the file counts do not match; the result, never nil, is
+// then partial.
+func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err := opts.defaults(); err != nil {
-		return nil, err
+		return &Result{Report: &report.Report{}}, err
 	}
-	authBin, err := absBin("postcove auth", opts.AuthBin)
-	if err != nil {
-		return nil, err
-	}
-	mailboxBin, err := absBin("postcove mailbox", opts.MailboxBin)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := exec.LookPath(opts.DovecotBin); err != nil {
-		return nil, fmt.Errorf("dovecot not installed (%s): apt-get install dovecot-core dovecot-lmtpd", opts.DovecotBin)
-	}
-	lmtpBin := filepath.Join(filepath.Dir(filepath.Dir(opts.DovecotBin)), "lib", "dovecot", "lmtp")
-	if _, err := os.Stat(lmtpBin); err != nil {
-		return nil, fmt.Errorf("dovecot's LMTP server is not installed (%s): apt-get install dovecot-lmtpd", lmtpBin)
-	}
-	root, err := dovecot.NewWorkDir(opts.TempDir, "postcove-bench-lmtp-")
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if ferr := dovecot.FinishWorkDir(root, err != nil || opts.Keep, opts.Log, "configs, logs, mail"); err == nil {
-			err = ferr
-		}
-	}()
-	b := &bench{opts: opts, authBin: authBin, mailboxBin: mailboxBin, root: root}
+	b := &bench{opts: opts}
 	b.res = &Result{
 		Report:    &report.Report{Benchmark: "lmtp", Ours: "postcove", Theirs: "dovecot", Unit: "msgs", Started: time.Now()},
 		Delivered: map[string]int{}, Files: map[string]int{},
@@ -172,30 +111,18 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	for _, s := range opts.Sizes {
 		b.body[s] = fixedBody(s)
 	}
-	err = b.measure(ctx)
+	err := opts.InFrame("lmtp", &b.Paths, func() error { return b.measure(ctx) })
 	return b.res, err
 }
 
-func absBin(what, bin string) (string, error) {
-	abs, err := filepath.Abs(bin)
-	if err != nil {
-		return "", err
-	}
-	if _, err := exec.LookPath(abs); err != nil {
-		return "", fmt.Errorf("%s binary %s: %w (run make build)", what, bin, err)
-	}
-	return abs, nil
-}
-
 type bench struct {
-	opts                Options
-	authBin, mailboxBin string
-	root                string
-	res                 *Result
-	users               []string
-	body                map[int][]byte
-	msgSeq              atomic.Uint64
-	runID               string
+	opts Options
+	postcove.Paths
+	res    *Result
+	users  []string
+	body   map[int][]byte
+	msgSeq atomic.Uint64
+	runID  string
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -203,13 +130,7 @@ func (b *bench) logf(format string, args ...any) {
 }
 
 func (b *bench) step(name string, f func() error) error {
-	b.logf("setup: %s", name)
-	t0 := time.Now()
-	if err := f(); err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	b.res.Report.Setup = append(b.res.Report.Setup, report.Step{Name: name, Duration: time.Since(t0)})
-	return nil
+	return b.res.Report.Step(b.opts.Log, name, f)
 }
 
 // side is one LMTP server under test.
@@ -218,8 +139,6 @@ type side struct {
 	addr         string
 	mailRoot     string
 	delivered    atomic.Int64 // 250s, warmups included
-	watcher      *load.Watcher
-	peakDone     bool
 }
 
 func (b *bench) measure(ctx context.Context) (err error) {
@@ -228,77 +147,55 @@ func (b *bench) measure(ctx context.Context) (err error) {
 	crand.Read(idb) //nolint:errcheck // never fails
 	b.runID = hex.EncodeToString(idb)
 
-	var stops []func() error
-	var sides []*side
-	stopAll := func() error {
-		var errs []error
-		for _, s := range sides {
-			if s.watcher != nil && !s.peakDone {
-				s.watcher.Sample()
-				peak, err := s.watcher.Stop()
-				s.peakDone = true
-				if err == nil {
-					rep.Memory = append(rep.Memory, report.Memory{Server: s.name, Config: s.config, Peak: peak})
-				}
-				errs = append(errs, err)
-			}
-		}
-		for i := len(stops) - 1; i >= 0; i-- {
-			errs = append(errs, stops[i]())
-		}
-		stops = nil
-		return errors.Join(errs...)
-	}
-	defer func() { err = errors.Join(err, stopAll()) }()
+	var servers fleet.Fleet
+	defer func() { err = errors.Join(err, servers.StopInto(rep)) }()
 
 	// postcove: auth with the users, then mailbox pointed at it.
-	pc := &side{name: "postcove", config: "mailbox + auth (sqlite)", mailRoot: filepath.Join(b.root, "postcove-mail")}
-	var auth *authServer
+	pc := &side{name: "postcove", config: "mailbox + auth (sqlite)", mailRoot: filepath.Join(b.Root, "postcove-mail")}
+	var auth *postcove.Auth
 	if err := b.step(fmt.Sprintf("start postcove auth, create %d users", len(b.users)), func() error {
 		var err error
-		if auth, err = startAuth(ctx, b.authBin, b.root); err != nil {
+		if auth, err = postcove.StartAuth(ctx, b.AuthBin, b.Root); err != nil {
 			return err
 		}
-		stops = append(stops, auth.stop)
-		return auth.createUsers(ctx, domain, b.users)
+		servers.OnStop(auth.Stop)
+		return auth.CreateUsers(ctx, domain, b.postcoveUsers())
 	}); err != nil {
 		return err
 	}
-	var mbox *mailboxServer
+	var mbox *postcove.Mailbox
 	if err := b.step("start postcove mailbox", func() error {
 		var err error
-		mbox, err = startMailbox(ctx, b.mailboxBin, b.root, pc.mailRoot, auth.addr)
+		mbox, err = postcove.StartMailbox(ctx, postcove.MailboxOptions{Bin: b.MailboxBin, Dir: b.Root, MailRoot: pc.mailRoot, AuthAddr: auth.Addr()})
 		if err != nil {
 			return err
 		}
-		stops = append(stops, mbox.stop)
+		servers.OnStop(mbox.Stop)
 		return nil
 	}); err != nil {
 		return err
 	}
-	pc.addr = mbox.lmtpAddr
-	// postcove's tree is two processes: both are counted.
-	pc.watcher = load.Watch(load.DefaultProcRoot, mbox.proc.Pid(), memorySampleInterval)
-	authWatcher := load.Watch(load.DefaultProcRoot, auth.proc.Pid(), memorySampleInterval)
-	sides = append(sides, pc)
+	pc.addr = mbox.LMTPAddr()
+	// postcove is two processes: both are counted.
+	servers.Watch(pc.name, pc.config, memorySampleInterval, mbox.Pid(), auth.Pid())
+	servers.Watch(pc.name, "auth alone (part of the above: not summed)", memorySampleInterval, auth.Pid())
 
-	dc := &side{name: "dovecot", config: "lmtp, passwd-file userdb, mail_fsync=always", mailRoot: filepath.Join(b.root, "dovecot-mail")}
+	dc := &side{name: "dovecot", config: "lmtp, passwd-file userdb, mail_fsync=always"}
 	var dsrv *dovecot.Server
 	if err := b.step("start dovecot lmtp", func() error {
 		var err error
-		dsrv, dc.addr, err = b.startDovecot(ctx, dc.mailRoot)
+		dsrv, err = b.startDovecot(ctx)
 		if err != nil {
 			return err
 		}
-		stops = append(stops, dsrv.Stop)
+		dc.addr, dc.mailRoot = dsrv.Addr("lmtp"), dsrv.MailRoot()
+		servers.OnStop(dsrv.Stop)
+		servers.Watch(dc.name, dc.config, memorySampleInterval, dsrv.Pid())
 		return nil
 	}); err != nil {
-		authWatcher.Stop() //nolint:errcheck // failing anyway
 		return err
 	}
-	dc.watcher = load.Watch(load.DefaultProcRoot, dsrv.Pid(), memorySampleInterval)
-	sides = append(sides, dc)
-	b.describe(ctx, mbox, dsrv)
+	b.describe(ctx)
 
 	table := report.Table{Title: "postcove mailbox (+ auth, sqlite) vs dovecot lmtp (passwd-file)"}
 	defer func() { rep.Tables = []report.Table{table} }()
@@ -314,40 +211,17 @@ func (b *bench) measure(ctx context.Context) (err error) {
 			if err != nil {
 				return fmt.Errorf("postcove: %w", err)
 			}
-			for _, r := range []struct {
-				who string
-				res load.Result
-			}{{"dovecot", theirs}, {"postcove", ours}} {
-				if r.res.Errors > 0 {
-					failures = append(failures, fmt.Errorf("%s %s at concurrency %d: %d refused deliveries, first: %w", r.who, label, conc, r.res.Errors, r.res.FirstError))
-				}
-			}
-			table.Rows = append(table.Rows, report.Row{Op: label, Conc: conc, Ours: ours, Theirs: theirs})
+			row := report.Row{Op: label, Conc: conc, Ours: ours, Theirs: theirs}
+			failures = append(failures, row.Failures("postcove", "dovecot")...)
+			table.Rows = append(table.Rows, row)
 		}
 	}
-	authWatcher.Sample()
-	if peak, err := authWatcher.Stop(); err == nil {
-		rep.Memory = append(rep.Memory, report.Memory{Server: "postcove", Config: "auth alone (part of the above: not summed)", Peak: peak})
-	}
-	if err := stopAll(); err != nil {
+	if err := servers.StopInto(rep); err != nil {
 		return err
-	}
-	// postcove's peak is mailbox + auth: put the sum first.
-	for i, m := range rep.Memory {
-		if m.Server == "postcove" && m.Config == pc.config {
-			for _, a := range rep.Memory {
-				if a.Server == "postcove" && strings.HasPrefix(a.Config, "auth alone") {
-					m.Peak.HWMKiB += a.Peak.HWMKiB
-					m.Peak.RSSKiB += a.Peak.RSSKiB // an upper bound of the sampled sum
-					m.Peak.Processes += a.Peak.Processes
-				}
-			}
-			rep.Memory[i] = m
-		}
 	}
 
 	// Every 250 must be a file, and every file a 250.
-	for _, s := range sides {
+	for _, s := range []*side{pc, dc} {
 		n, err := countMessages(s.mailRoot)
 		if err != nil {
 			return err
@@ -475,57 +349,17 @@ func countMessages(root string) (int, error) {
 	return n, nil
 }
 
-func (b *bench) describe(ctx context.Context, mbox *mailboxServer, dsrv *dovecot.Server) {
+func (b *bench) describe(ctx context.Context) {
 	rep := b.res.Report
-	rep.Environment = []report.KV{
-		{Name: "machine", Value: fmt.Sprintf("%d CPUs, Linux %s", runtime.NumCPU(), readTrim("/proc/sys/kernel/osrelease"))},
-		{Name: "dovecot", Value: commandOutput(ctx, b.opts.DovecotBin, "--version")},
-		{Name: "postcove mailbox", Value: b.mailboxBin + " (version " + commandOutput(ctx, b.mailboxBin, "version") + ")"},
-		{Name: "postcove auth", Value: b.authBin + " (version " + commandOutput(ctx, b.authBin, "version") + ")"},
-		{Name: "bench", Value: runtime.Version()},
+	rep.Environment = append(b.Environment(ctx, b.opts.DovecotBin), []report.KV{
 		{Name: "load", Value: fmt.Sprintf("%d users in one domain; sizes %s; concurrency %s; %v measured per row and server after %v warmup",
-			len(b.users), joinInts(b.opts.Sizes), joinInts(b.opts.Concurrency), b.opts.Duration, b.opts.Warmup)},
-		{Name: "mail", Value: b.root + " (filesystem " + fsType(b.root) + ")"},
-	}
+			len(b.users), report.JoinInts(b.opts.Sizes), report.JoinInts(b.opts.Concurrency), b.opts.Duration, b.opts.Warmup)},
+	}...)
 	rep.Notes = []string{
 		"msgs/s: deliveries answered 250 per second; ratio = postcove ÷ dovecot: above 1, postcove is faster. Any other reply is an error, counted next to the rate and failing the run (never timing).",
 		"Closed loop: each worker holds one LMTP connection (LHLO once) and runs sequential transactions on it: MAIL FROM, one RCPT TO (a uniformly random user), DATA with a fixed body and a unique Message-ID; it sends the next only when the 250 arrived. Message size is the DATA size, header included (approximately).",
 		"Both sides fsync before 250: postcove always fsyncs the message file and its directory; dovecot runs with mail_fsync = always (Debian's default is optimized, which does not fsync new mail) to match. Same Maildir layout (<root>/<domain>/<user>/Maildir).",
-		"Postcove: the mailbox service asks the auth service (gRPC, SQLite, its default 5 s recipient cache) whether each recipient exists, writes Maildir++ and its index. Dovecot: lmtp service (one process per connection, Debian's defaults), passwd-file userdb held in memory, uid " + fmt.Sprint(dovecotUID) + ".",
+		"Postcove: the mailbox service asks the auth service (gRPC, SQLite, its default 5 s recipient cache) whether each recipient exists, writes Maildir++ and its index. Dovecot: lmtp service (one process per connection, Debian's defaults), passwd-file userdb held in memory, configured by scripts/dovecot-bench.sh.",
 		fmt.Sprintf("Peak RSS: the sum of VmHWM over the process tree (pid and descendants), sampled every %v; for postcove, mailbox's tree plus auth's (auth's alone is shown too). Dovecot's tree includes its master, config, log, anvil, auth and lmtp processes.", memorySampleInterval),
 	}
-}
-
-func joinInts(v []int) string {
-	s := make([]string, len(v))
-	for i, n := range v {
-		s[i] = fmt.Sprint(n)
-	}
-	return strings.Join(s, ", ")
-}
-
-func readTrim(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "unknown"
-	}
-	return strings.TrimSpace(string(b))
-}
-
-func commandOutput(ctx context.Context, bin string, args ...string) string {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, args...).Output()
-	if err != nil {
-		return "unknown (" + err.Error() + ")"
-	}
-	return strings.TrimSpace(string(out))
-}
-
-func fsType(path string) string {
-	out, err := exec.Command("stat", "-f", "-c", "%T", path).Output()
-	if err != nil {
-		return "unknown"
-	}
-	return strings.TrimSpace(string(out))
 }

@@ -3,7 +3,6 @@ package lmtpbench_test
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,20 +10,13 @@ import (
 
 	"github.com/postcove/postcove/services/bench/internal/dovecot"
 	"github.com/postcove/postcove/services/bench/internal/lmtpbench"
+	"github.com/postcove/postcove/services/bench/internal/load"
+	"github.com/postcove/postcove/services/bench/internal/postcove"
 	"github.com/postcove/postcove/services/internal/testlib"
 )
 
-// buildBinary builds a postcove service from the workspace into dir.
-func buildBinary(t *testing.T, dir, name string) string {
-	t.Helper()
-	out := filepath.Join(dir, name)
-	cmd := exec.Command("go", "build", "-o", out, "./services/"+name+"/cmd/"+name)
-	cmd.Dir = filepath.Join("..", "..", "..", "..")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", name, err, b)
-	}
-	return out
-}
+// repoRoot is the repository, seen from this package.
+var repoRoot = filepath.Join("..", "..", "..", "..")
 
 func TestRunTiny(t *testing.T) {
 	dovecotBin := testlib.RequireTool(t, dovecot.DefaultBin)
@@ -33,18 +25,21 @@ func TestRunTiny(t *testing.T) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	bins := t.TempDir()
-	authBin := buildBinary(t, bins, "auth")
-	mailboxBin := buildBinary(t, bins, "mailbox")
+	authBin, mailboxBin, err := postcove.BuildServices(repoRoot, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var log strings.Builder
 	res, err := lmtpbench.Run(ctx, lmtpbench.Options{
-		AuthBin: authBin, MailboxBin: mailboxBin, DovecotBin: dovecotBin,
-		Users: 3, Concurrency: []int{1}, Sizes: []int{2048},
-		Duration: 200 * time.Millisecond, NoWarmup: true,
-		TempDir: dir, Log: &log,
+		Servers: postcove.Servers{
+			AuthBin: authBin, MailboxBin: mailboxBin, DovecotBin: dovecotBin,
+			ScriptsDir: filepath.Join(repoRoot, "scripts"), TempDir: dir, Log: &log,
+		},
+		Users: 3, Sizes: []int{2048},
+		Plan: load.Plan{Concurrency: []int{1}, Duration: 200 * time.Millisecond, NoWarmup: true},
 	})
 	if err != nil {
 		t.Fatalf("Run() = %v\nlog:\n%s", err, log.String())

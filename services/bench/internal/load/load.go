@@ -201,3 +201,43 @@ func Percentile(sorted []time.Duration, p float64) time.Duration {
 	rank = min(max(rank, 1), len(sorted))
 	return sorted[rank-1]
 }
+
+// CheckPlan checks what a benchmark will give Run: durations not
+// negative, each concurrency within 1..maxConc.
+func CheckPlan(concurrency []int, maxConc int, duration, warmup time.Duration) error {
+	if duration < 0 || warmup < 0 {
+		return errors.New("duration and warmup must not be negative")
+	}
+	for _, c := range concurrency {
+		if c < 1 || c > maxConc {
+			return fmt.Errorf("concurrency %d outside 1..%d", c, maxConc)
+		}
+	}
+	return nil
+}
+
+// Plan is how a benchmark runs each of its rows.
+type Plan struct {
+	Concurrency []int         // the concurrencies measured, one row each
+	Duration    time.Duration // measured per row and server
+	Warmup      time.Duration // unmeasured, before each measurement
+	// NoWarmup turns the warmup off (Warmup 0 means the default).
+	NoWarmup bool
+}
+
+// Defaults fills the zero fields of p from def and checks the result,
+// with concurrencies up to maxConc.
+func (p *Plan) Defaults(def Plan, maxConc int) error {
+	if len(p.Concurrency) == 0 {
+		p.Concurrency = def.Concurrency
+	}
+	if p.Duration == 0 {
+		p.Duration = def.Duration
+	}
+	if p.NoWarmup {
+		p.Warmup = 0
+	} else if p.Warmup == 0 {
+		p.Warmup = def.Warmup
+	}
+	return CheckPlan(p.Concurrency, maxConc, p.Duration, p.Warmup)
+}

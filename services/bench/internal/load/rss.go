@@ -179,6 +179,12 @@ type Peak struct {
 	HWMKiB int64 `json:"hwm_sum_kib"`
 	// RSSKiB is the largest sum of VmRSS in one sample: a lower bound.
 	RSSKiB int64 `json:"rss_max_sample_kib"`
+	// LiveHWMKiB is the largest sum of VmHWM over the processes alive at
+	// one sample. Where processes come and go (one per connection), the
+	// sum over every process seen adds peaks of processes that never
+	// lived at the same time; this does not, yet still counts each live
+	// process at its own peak.
+	LiveHWMKiB int64 `json:"hwm_live_max_kib"`
 	// Processes is how many distinct processes were seen in the tree.
 	Processes int `json:"processes"`
 	// Samples is how many times the tree was read.
@@ -195,6 +201,7 @@ type Watcher struct {
 	mu      sync.Mutex // protects the fields below
 	hwm     map[[2]uint64]int64
 	peakRSS int64
+	peakHWM int64 // largest sum of VmHWM in one sample
 	samples int
 	err     error // the first failure to read the root process
 }
@@ -233,13 +240,15 @@ func (w *Watcher) Sample() {
 		return
 	}
 	w.samples++
-	var rss int64
+	var rss, hwm int64
 	for _, p := range procs {
 		key := [2]uint64{uint64(p.pid), p.start}
 		w.hwm[key] = max(w.hwm[key], p.hwm)
 		rss += p.rss
+		hwm += p.hwm
 	}
 	w.peakRSS = max(w.peakRSS, rss)
+	w.peakHWM = max(w.peakHWM, hwm)
 }
 
 // Stop ends the sampling and returns the peaks. It fails when the tree
@@ -255,9 +264,22 @@ func (w *Watcher) Stop() (Peak, error) {
 		}
 		return Peak{}, fmt.Errorf("memory of process %d: %w", w.pid, w.err)
 	}
-	p := Peak{RSSKiB: w.peakRSS, Processes: len(w.hwm), Samples: w.samples}
+	p := Peak{RSSKiB: w.peakRSS, LiveHWMKiB: w.peakHWM, Processes: len(w.hwm), Samples: w.samples}
 	for _, v := range w.hwm {
 		p.HWMKiB += v
 	}
 	return p, nil
+}
+
+// Plus is the peak of two trees measured over the same time (a service
+// and the one it depends on): each field summed, an upper bound where the
+// two peaks did not coincide.
+func (p Peak) Plus(q Peak) Peak {
+	return Peak{
+		HWMKiB:     p.HWMKiB + q.HWMKiB,
+		RSSKiB:     p.RSSKiB + q.RSSKiB,
+		LiveHWMKiB: p.LiveHWMKiB + q.LiveHWMKiB,
+		Processes:  p.Processes + q.Processes,
+		Samples:    min(p.Samples, q.Samples),
+	}
 }

@@ -65,19 +65,33 @@ func TestReadTreeFake(t *testing.T) {
 		t.Error("ReadTree(999) = nil error for a missing pid, want one")
 	}
 
-	// The watcher keeps the peak of a process that has gone since.
+	// The watcher keeps the peak of a process that has gone since, and
+	// counts the one that replaced it in the all-seen sum only.
 	w := Watch(root, 100, time.Hour)
 	w.Sample()
 	if err := os.RemoveAll(filepath.Join(root, "103")); err != nil {
 		t.Fatal(err)
 	}
+	fakeProc(t, root, 104, 100, "lmtp", 90, 15000, 14000)
 	w.Sample()
 	p, err := w.Stop()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.HWMKiB != 46000 || p.Processes != 4 || p.RSSKiB != 28000 {
-		t.Errorf("Watcher peak = %+v, want HWM 46000 over 4 processes, RSS 28000", p)
+	if p.HWMKiB != 61000 || p.Processes != 5 || p.RSSKiB != 28000 || p.LiveHWMKiB != 46000 {
+		t.Errorf("Watcher peak = %+v, want HWM 61000 over 5 processes, RSS 28000, live HWM 46000", p)
+	}
+}
+
+func TestPeakPlus(t *testing.T) {
+	a := Peak{HWMKiB: 10, RSSKiB: 8, LiveHWMKiB: 9, Processes: 1, Samples: 5}
+	b := Peak{HWMKiB: 100, RSSKiB: 80, LiveHWMKiB: 90, Processes: 3, Samples: 4}
+	want := Peak{HWMKiB: 110, RSSKiB: 88, LiveHWMKiB: 99, Processes: 4, Samples: 4}
+	if got := a.Plus(b); got != want {
+		t.Errorf("Plus() = %+v, want %+v", got, want)
+	}
+	if got := (Peak{}).Plus(a); got != (Peak{HWMKiB: 10, RSSKiB: 8, LiveHWMKiB: 9, Processes: 1}) {
+		t.Errorf("zero Plus(a) = %+v", got)
 	}
 }
 

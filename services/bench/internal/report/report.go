@@ -68,6 +68,21 @@ func (r Row) Ratio() float64 {
 	return r.Ours.PerSecond / r.Theirs.PerSecond
 }
 
+// Failures are the failed calls of the row, one error per side that had
+// any, named with the names of the sides.
+func (r Row) Failures(ours, theirs string) []error {
+	var errs []error
+	for _, side := range []struct {
+		name string
+		res  load.Result
+	}{{theirs, r.Theirs}, {ours, r.Ours}} {
+		if side.res.Errors > 0 {
+			errs = append(errs, fmt.Errorf("%s %s at concurrency %d: %d failed calls, first: %w", side.name, r.Op, r.Conc, side.res.Errors, side.res.FirstError))
+		}
+	}
+	return errs
+}
+
 // Memory is the peak memory of one server under one configuration.
 type Memory struct {
 	Server string    `json:"server"`
@@ -111,17 +126,17 @@ func (r *Report) Markdown(w io.Writer) error {
 		fmt.Fprintf(&b, "| op | conc | %[1]s %[3]s/s | %[2]s %[3]s/s | ratio | %[1]s p50/p99 | %[2]s p50/p99 |\n", r.Ours, r.Theirs, unit)
 		b.WriteString("|---|---:|---:|---:|---:|---:|---:|\n")
 		for _, row := range t.Rows {
-			fmt.Fprintf(&b, "| %s | %d | %s | %s | %.2f | %s | %s |\n",
-				row.Op, row.Conc, rate(row.Ours), rate(row.Theirs), row.Ratio(),
+			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s |\n",
+				row.Op, row.Conc, rate(row.Ours), rate(row.Theirs), ratio(row.Ratio()),
 				latency(row.Ours), latency(row.Theirs))
 		}
 	}
 	if len(r.Memory) > 0 {
 		b.WriteString("\n## Peak memory of the server process trees\n\n")
-		b.WriteString("| server | config | peak RSS (sum of VmHWM) | max sampled RSS | processes |\n")
-		b.WriteString("|---|---|---:|---:|---:|\n")
+		b.WriteString("| server | config | peak RSS (sum of VmHWM) | of live processes | max sampled RSS | processes |\n")
+		b.WriteString("|---|---|---:|---:|---:|---:|\n")
 		for _, m := range r.Memory {
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %d |\n", m.Server, m.Config, mib(m.Peak.HWMKiB), mib(m.Peak.RSSKiB), m.Peak.Processes)
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %d |\n", m.Server, m.Config, mib(m.Peak.HWMKiB), mib(m.Peak.LiveHWMKiB), mib(m.Peak.RSSKiB), m.Peak.Processes)
 		}
 	}
 	_, err := io.WriteString(w, b.String())
@@ -152,6 +167,15 @@ func rate(r load.Result) string {
 	return s
 }
 
+// ratio formats a ratio with two decimals, or two significant digits
+// below 0.1, where two decimals would print a slow row as 0.00.
+func ratio(v float64) string {
+	if v > 0 && v < 0.1 {
+		return fmt.Sprintf("%.2g", v)
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
 func latency(r load.Result) string {
 	return Duration(r.P50) + " / " + Duration(r.P99)
 }
@@ -172,4 +196,16 @@ func Duration(d time.Duration) string {
 
 func mib(kib int64) string {
 	return fmt.Sprintf("%.1f MiB", float64(kib)/1024)
+}
+
+// Step runs f, a preparation step, saying so on log first, and records
+// its duration in r.Setup when it succeeds.
+func (r *Report) Step(log io.Writer, name string, f func() error) error {
+	fmt.Fprintf(log, "setup: %s\n", name)
+	t0 := time.Now()
+	if err := f(); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	r.Setup = append(r.Setup, Step{Name: name, Duration: time.Since(t0)})
+	return nil
 }

@@ -2,6 +2,7 @@ package report_test
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,8 +27,11 @@ func sample() *report.Report {
 			{Op: "ResolveRecipient", Conc: 1,
 				Ours:   load.Result{PerSecond: 12000, P50: 80 * time.Microsecond, P99: 2500 * time.Microsecond},
 				Theirs: load.Result{PerSecond: 0}},
+			{Op: "SELECT", Conc: 1,
+				Ours:   load.Result{PerSecond: 6.2},
+				Theirs: load.Result{PerSecond: 2243}},
 		}}},
-		Memory: []report.Memory{{Server: "dovecot", Config: "no cache", Peak: load.Peak{HWMKiB: 51200, RSSKiB: 40960, Processes: 7}}},
+		Memory: []report.Memory{{Server: "dovecot", Config: "no cache", Peak: load.Peak{HWMKiB: 51200, LiveHWMKiB: 46080, RSSKiB: 40960, Processes: 7}}},
 	}
 }
 
@@ -41,7 +45,8 @@ func TestMarkdown(t *testing.T) {
 		"| op | conc | postcove calls/s | dovecot calls/s | ratio | postcove p50/p99 | dovecot p50/p99 |",
 		"| Authenticate | 8 | 30.2 | 60.5 (2 errors) | 0.50 | 250.0ms / 400.0ms | 120.0ms / 1.50s |",
 		"| ResolveRecipient | 1 | 12000 | 0.0 | 0.00 | 80µs / 2.50ms | 0µs / 0µs |",
-		"| dovecot | no cache | 50.0 MiB | 40.0 MiB | 7 |",
+		"| SELECT | 1 | 6.2 | 2243 | 0.0028 |",
+		"| dovecot | no cache | 50.0 MiB | 45.0 MiB | 40.0 MiB | 7 |",
 		"- cpus: 2",
 	} {
 		if !strings.Contains(got, want) {
@@ -82,5 +87,23 @@ func TestDuration(t *testing.T) {
 		if got := report.Duration(tt.d); got != tt.want {
 			t.Errorf("Duration(%v) = %q, want %q", tt.d, got, tt.want)
 		}
+	}
+}
+
+func TestStep(t *testing.T) {
+	var r report.Report
+	var log strings.Builder
+	if err := r.Step(&log, "write", func() error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	err := r.Step(&log, "start", func() error { return os.ErrNotExist })
+	if !errors.Is(err, os.ErrNotExist) || !strings.HasPrefix(err.Error(), "start: ") {
+		t.Errorf("Step() = %v, want the step's error, named", err)
+	}
+	if len(r.Setup) != 1 || r.Setup[0].Name != "write" {
+		t.Errorf("Setup = %+v, want the successful step only", r.Setup)
+	}
+	if got := log.String(); got != "setup: write\nsetup: start\n" {
+		t.Errorf("log = %q", got)
 	}
 }
