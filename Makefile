@@ -28,7 +28,7 @@ help: ## list the targets
 .PHONY: build
 build: ## build every binary into ./bin
 	@mkdir -p bin
-	go build -o bin/ ./services/auth/cmd/auth ./services/mailbox/cmd/mailbox ./services/mailctl/cmd/mailctl
+	go build -o bin/ ./services/auth/cmd/auth ./services/mailbox/cmd/mailbox ./services/mailctl/cmd/mailctl ./services/mta/cmd/mta
 
 $(BIN)/protoc-gen-go:
 	GOBIN=$(BIN) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)

@@ -1,0 +1,303 @@
+// Package lmtp delivers queued messages to the mailbox service over LMTP
+// (RFC 2033), with github.com/emersion/go-smtp's client in LMTP mode.
+//
+// One transaction carries a message to all its local recipients, and the
+// server answers once per recipient after DATA (RFC 2033 §4.2): 2xx
+// delivered, 4xx tried again later, 5xx failed for that recipient only.
+// When no mailbox server can be reached every recipient gets a 4xx: the
+// message stays queued, and nobody is bounced before the queue lifetime.
+//
+// Load is spread over the configured addresses round-robin; a host name
+// with several addresses (a scaled compose service) counts as each of
+// them. Connections are kept open between transactions and reused.
+package lmtp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/postcove/postcove/services/mta/internal/deliver"
+	"github.com/postcove/postcove/services/mta/internal/queue"
+)
+
+// JunkHeader is the header field the mailbox's LMTP server files into
+// Junk (services/mailbox/internal/lmtpd, SpamHeader): prepended to the
+// messages whose envelope says Junk.
+const JunkHeader = "X-Postcove-Spam: yes\r\n"
+
+// Defaults for the zero fields of Options.
+const (
+	DefaultAddr           = "127.0.0.1:2424"
+	DefaultDialTimeout    = 10 * time.Second
+	DefaultCommandTimeout = 2 * time.Minute
+	// DefaultDataTimeout bounds the wait for the per-recipient answers
+	// after the message: the mailbox fsyncs each copy.
+	DefaultDataTimeout = 10 * time.Minute
+	DefaultMaxIdle     = 16
+	DefaultIdleTimeout = 30 * time.Second
+)
+
+// Options configure a Client.
+type Options struct {
+	// Addrs are the mailbox servers, "host:port" (lmtp.addrs). Default
+	// DefaultAddr.
+	Addrs []string
+	// Hostname is the name we give in LHLO.
+	Hostname string
+	// DialTimeout, CommandTimeout, DataTimeout bound connecting, each
+	// command, and the answers after the message.
+	DialTimeout, CommandTimeout, DataTimeout time.Duration
+	// MaxIdle connections are kept open for reuse, each for at most
+	// IdleTimeout. Negative: no reuse.
+	MaxIdle     int
+	IdleTimeout time.Duration
+	// LookupHost resolves host names in Addrs; nil uses the system
+	// resolver (as compose's DNS serves service names).
+	LookupHost func(ctx context.Context, host string) ([]string, error)
+	Logger     *slog.Logger
+}
+
+// Client delivers to the mailbox service. It is a queue.Deliverer for
+// RouteLocal recipients and is safe for concurrent use.
+type Client struct {
+	opts Options
+	log  *slog.Logger
+	next atomic.Uint64 // round-robin position
+
+	mu   sync.Mutex // protects idle
+	idle []*conn    // most recently used last
+}
+
+var _ queue.Deliverer = (*Client)(nil)
+
+// conn is an open LMTP session between transactions.
+type conn struct {
+	c      *smtp.Client
+	nc     net.Conn
+	addr   string
+	usedAt time.Time
+}
+
+// New returns a Client. It does not connect yet.
+func New(opts Options) (*Client, error) {
+	if len(opts.Addrs) == 0 {
+		opts.Addrs = []string{DefaultAddr}
+	}
+	for _, a := range opts.Addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("lmtp: address %q: %w", a, err)
+		}
+	}
+	if opts.Hostname == "" {
+		opts.Hostname = "localhost"
+	}
+	if opts.DialTimeout <= 0 {
+		opts.DialTimeout = DefaultDialTimeout
+	}
+	if opts.CommandTimeout <= 0 {
+		opts.CommandTimeout = DefaultCommandTimeout
+	}
+	if opts.DataTimeout <= 0 {
+		opts.DataTimeout = DefaultDataTimeout
+	}
+	if opts.MaxIdle == 0 {
+		opts.MaxIdle = DefaultMaxIdle
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
+	}
+	if opts.LookupHost == nil {
+		opts.LookupHost = net.DefaultResolver.LookupHost
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Client{opts: opts, log: opts.Logger}, nil
+}
+
+// Close closes the idle connections.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	idle := c.idle
+	c.idle = nil
+	c.mu.Unlock()
+	for _, cn := range idle {
+		cn.c.Close()
+	}
+	return nil
+}
+
+// Deliver implements queue.Deliverer: one LMTP transaction for all rcpts.
+func (c *Client) Deliver(ctx context.Context, env queue.Envelope, rcpts []queue.Recipient, body queue.Body) []queue.Result {
+	// A reused connection may have been closed by the server meanwhile;
+	// a transaction that fails before any answer on one is retried once
+	// on a new connection.
+	for attempt := 0; ; attempt++ {
+		cn, reused, err := c.get(ctx)
+		if err != nil {
+			c.log.Warn("mailbox unreachable", "id", env.ID, "err", err)
+			return deliver.All(len(rcpts), queue.Result{Code: 451, Enhanced: "4.4.1", Text: "mailbox service unreachable: " + err.Error()})
+		}
+		res, ok, fresh := c.transaction(ctx, cn, env, rcpts, body)
+		if ok {
+			c.put(cn)
+		} else {
+			cn.c.Close()
+		}
+		if fresh && reused && attempt == 0 {
+			continue
+		}
+		return res
+	}
+}
+
+// transaction runs MAIL, RCPT, DATA on cn. ok says cn can be reused;
+// stale says it failed before the server answered anything, as on a
+// connection the server had closed.
+func (c *Client) transaction(ctx context.Context, cn *conn, env queue.Envelope, rcpts []queue.Recipient, body queue.Body) (res []queue.Result, ok, stale bool) {
+	stop := deliver.CloseOnDone(ctx, cn.nc)
+	defer stop()
+	if err := cn.c.Mail(env.Sender, &smtp.MailOptions{Size: body.Size()}); err != nil {
+		var se *smtp.SMTPError
+		return deliver.All(len(rcpts), deliver.FromError(err, cn.addr)), false, !errors.As(err, &se)
+	}
+	res, accepted, connOK := deliver.Rcpts(cn.c, rcpts, nil, cn.addr)
+	if !connOK {
+		return res, false, false
+	}
+	if len(accepted) == 0 {
+		// Every RCPT refused: end the transaction (RFC 5321 §4.1.1.5).
+		return res, cn.c.Reset() == nil, false
+	}
+	lost := func(err error) []queue.Result {
+		for _, i := range accepted {
+			res[i] = deliver.FromError(err, cn.addr)
+		}
+		return res
+	}
+	w, err := cn.c.Data()
+	if err != nil {
+		return lost(err), false, false
+	}
+	var r io.Reader = io.NewSectionReader(body, 0, body.Size())
+	if env.Junk {
+		r = io.MultiReader(strings.NewReader(JunkHeader), r)
+	}
+	if _, err := io.Copy(w, r); err != nil {
+		return lost(err), false, false
+	}
+	replies, err := w.CloseWithLMTPResponse()
+	var perRcpt smtp.LMTPDataError
+	errors.As(err, &perRcpt)
+	for _, i := range accepted {
+		addr := rcpts[i].Address
+		switch {
+		case replies[addr] != nil:
+			res[i] = queue.Result{Code: 250, Enhanced: "2.0.0", Text: replies[addr].StatusText, RemoteMTA: cn.addr}
+		case perRcpt[addr] != nil:
+			res[i] = deliver.FromSMTP(perRcpt[addr], cn.addr)
+		default:
+			// The connection ended before this recipient's answer: it
+			// may or may not be stored. Trying again risks a
+			// duplicate, never a loss.
+			res[i] = queue.Result{Code: 451, Enhanced: "4.4.2", Text: fmt.Sprintf("connection lost before the answer: %v", err), RemoteMTA: cn.addr}
+		}
+	}
+	allAnswered := err == nil || len(perRcpt) > 0 && len(replies)+len(perRcpt) == len(accepted)
+	return res, allAnswered, false
+}
+
+// get returns an idle connection, or a new one to the next server in
+// round-robin order, trying each server once.
+func (c *Client) get(ctx context.Context) (*conn, bool, error) {
+	c.mu.Lock()
+	for len(c.idle) > 0 {
+		cn := c.idle[len(c.idle)-1]
+		c.idle = c.idle[:len(c.idle)-1]
+		if time.Since(cn.usedAt) < c.opts.IdleTimeout {
+			c.mu.Unlock()
+			return cn, true, nil
+		}
+		cn.c.Close()
+	}
+	c.mu.Unlock()
+
+	targets, lookupErr := c.targets(ctx)
+	if len(targets) == 0 {
+		return nil, false, lookupErr
+	}
+	start := int(c.next.Add(1) % uint64(len(targets)))
+	var errs []error
+	for i := range targets {
+		addr := targets[(start+i)%len(targets)]
+		cn, err := c.dial(ctx, addr)
+		if err == nil {
+			return cn, false, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, false, errors.Join(errs...)
+}
+
+// put keeps cn for the next transaction.
+func (c *Client) put(cn *conn) {
+	cn.usedAt = time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.idle) >= c.opts.MaxIdle {
+		cn.c.Close()
+		return
+	}
+	c.idle = append(c.idle, cn)
+}
+
+// targets expands Addrs: a host name stands for each of its addresses.
+func (c *Client) targets(ctx context.Context) ([]string, error) {
+	var out []string
+	var errs []error
+	for _, a := range c.opts.Addrs {
+		host, port, _ := net.SplitHostPort(a)
+		if net.ParseIP(host) != nil {
+			out = append(out, a)
+			continue
+		}
+		ips, err := c.opts.LookupHost(ctx, host)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("look up %s: %w", host, err))
+			continue
+		}
+		for _, ip := range ips {
+			out = append(out, net.JoinHostPort(ip, port))
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// dial connects to addr and says LHLO.
+func (c *Client) dial(ctx context.Context, addr string) (*conn, error) {
+	d := net.Dialer{Timeout: c.opts.DialTimeout}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	stop := deliver.CloseOnDone(ctx, nc)
+	defer stop()
+	sc := smtp.NewClientLMTP(nc)
+	sc.CommandTimeout = c.opts.CommandTimeout
+	sc.SubmissionTimeout = c.opts.DataTimeout
+	if err := sc.Hello(c.opts.Hostname); err != nil {
+		sc.Close()
+		return nil, fmt.Errorf("%s: LHLO: %w", addr, err)
+	}
+	return &conn{c: sc, nc: nc, addr: addr}, nil
+}

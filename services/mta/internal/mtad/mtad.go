@@ -1,0 +1,361 @@
+package mtad
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	authv1 "github.com/postcove/postcove/proto/postcove/auth/v1"
+	"github.com/postcove/postcove/services/internal/authclient"
+	"github.com/postcove/postcove/services/internal/dnsclient"
+	"github.com/postcove/postcove/services/internal/grpcx"
+	"github.com/postcove/postcove/services/internal/metrics"
+	"github.com/postcove/postcove/services/internal/tlsconf"
+	"github.com/postcove/postcove/services/mta/internal/deliver"
+	"github.com/postcove/postcove/services/mta/internal/deliver/lmtp"
+	"github.com/postcove/postcove/services/mta/internal/deliver/remote"
+	"github.com/postcove/postcove/services/mta/internal/dkimsign"
+	"github.com/postcove/postcove/services/mta/internal/queue"
+	"github.com/postcove/postcove/services/mta/internal/smtpd"
+)
+
+// authRetry is how the connection to auth is retried while auth is down:
+// gRPC's default backoff grows to two minutes, which would keep RCPT
+// answering 451 long after auth is back. auth is a local service.
+var authRetry = grpc.ConnectParams{
+	Backoff:           backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second},
+	MinConnectTimeout: 5 * time.Second,
+}
+
+// listener is one SMTP port of the service.
+type listener struct {
+	key  string // config key, for messages
+	lis  net.Listener
+	srv  *smtpd.Server
+	mode smtpd.Mode
+}
+
+// Run serves the MTA until ctx is cancelled, then stops taking mail,
+// lets SMTP sessions and deliveries in flight finish (up to
+// cfg.ShutdownTimeout) and returns. Every port is bound first, so that a
+// clash fails at once. Neither auth nor mailbox need be up: RCPT answers
+// 451 and mail stays queued meanwhile, and health says NOT_SERVING until
+// auth answers (start order is not a correctness condition).
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if cfg.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("hostname: not set and the system has none: %w", err)
+		}
+		cfg.Hostname = h
+	}
+	smtpTLS, err := tlsconf.ServerConfig(cfg.TLS)
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	grpcTLS, err := tlsconf.ServerConfig(cfg.GRPCTLS)
+	if err != nil {
+		return fmt.Errorf("grpc_tls: %w", err)
+	}
+	authTLS, err := tlsconf.ClientConfig(cfg.Auth.TLS, cfg.Auth.ServerName)
+	if err != nil {
+		return fmt.Errorf("auth.tls: %w", err)
+	}
+	relay, err := relayOf(cfg.Relay)
+	if err != nil {
+		return err
+	}
+	var dnsServers []string
+	if cfg.DNS.Resolver != "" {
+		dnsServers = []string{cfg.DNS.Resolver}
+	}
+	resolver, err := dnsclient.New(dnsServers, 0)
+	if err != nil {
+		return fmt.Errorf("dns.resolver: %w", err)
+	}
+
+	// Bind everything before starting anything.
+	var bound []net.Listener
+	defer func() {
+		for _, l := range bound {
+			l.Close()
+		}
+	}()
+	bind := func(key, addr string) (net.Listener, error) {
+		if addr == "" {
+			return nil, nil
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
+		bound = append(bound, l)
+		return l, nil
+	}
+	var smtpListeners []listener
+	for _, l := range []struct {
+		key, addr string
+		mode      smtpd.Mode
+	}{
+		{"listen.smtp", cfg.Listen.SMTP, smtpd.Inbound},
+		{"listen.submission", cfg.Listen.Submission, smtpd.Submission},
+		{"listen.submissions", cfg.Listen.Submissions, smtpd.Submission},
+	} {
+		lis, err := bind(l.key, l.addr)
+		if err != nil {
+			return err
+		}
+		if lis != nil {
+			smtpListeners = append(smtpListeners, listener{key: l.key, lis: lis, mode: l.mode})
+		}
+	}
+	grpcLis, err := bind("listen.grpc", cfg.Listen.GRPC)
+	if err != nil {
+		return err
+	}
+	metricsLis, err := bind("listen.metrics", cfg.Listen.Metrics)
+	if err != nil {
+		return err
+	}
+	if cfg.Listen.Submission != "" && smtpTLS == nil {
+		log.Warn("listen.submission has no certificate (tls.cert_file): AUTH needs TLS, so no user can submit there")
+	}
+
+	conn, err := grpcx.Dial(cfg.Auth.Addr, authTLS, grpc.WithConnectParams(authRetry))
+	if err != nil {
+		return fmt.Errorf("auth.addr: %w", err)
+	}
+	defer conn.Close()
+	auth := authclient.New(conn)
+
+	reg := metrics.NewRegistry()
+	q, err := queue.Open(queue.Options{
+		Dir:        cfg.Queue.Dir,
+		Lifetime:   cfg.Queue.Lifetime,
+		RetryMin:   cfg.Queue.RetryMin,
+		RetryMax:   cfg.Queue.RetryMax,
+		Workers:    cfg.Queue.Workers,
+		Hostname:   cfg.Hostname,
+		Resolve:    bounceRoute(auth),
+		Logger:     log.With("component", "queue"),
+		Registerer: reg,
+	})
+	if err != nil {
+		return fmt.Errorf("queue.dir: %w", err)
+	}
+	local, err := lmtp.New(lmtp.Options{Addrs: cfg.LMTP.Addrs, Hostname: cfg.Hostname, Logger: log.With("component", "lmtp")})
+	if err != nil {
+		return fmt.Errorf("lmtp: %w", err)
+	}
+	defer local.Close()
+	world, err := remote.New(remote.Options{
+		Hostname: cfg.Hostname, Port: cfg.Remote.Port, Resolver: resolver, Relay: relay,
+		Logger: log.With("component", "remote"),
+	})
+	if err != nil {
+		return fmt.Errorf("remote: %w", err)
+	}
+
+	var signer smtpd.DKIMSigner
+	if cfg.DKIM.KeysDir != "" {
+		signer = dkimsign.New(cfg.DKIM.KeysDir, 0)
+	}
+	smtpMetrics := smtpd.NewMetrics(reg)
+	for i := range smtpListeners {
+		l := &smtpListeners[i]
+		l.srv, err = smtpd.New(smtpd.Options{
+			Mode:                l.mode,
+			Hostname:            cfg.Hostname,
+			TLS:                 smtpTLS,
+			ImplicitTLS:         l.key == "listen.submissions",
+			Auth:                auth,
+			Spool:               q,
+			DKIM:                signer,
+			Logger:              log.With("component", "smtp"),
+			Metrics:             smtpMetrics,
+			MaxMessageBytes:     cfg.Limits.MaxMessageSize,
+			MaxRecipients:       cfg.Limits.MaxRecipients,
+			MaxLineLength:       cfg.Limits.MaxLineLength,
+			MaxHeaderBytes:      cfg.Limits.MaxHeaderSize,
+			ReadTimeout:         cfg.Limits.ReadTimeout,
+			DataTimeout:         cfg.Limits.DataTimeout,
+			WriteTimeout:        cfg.Limits.WriteTimeout,
+			MaxConnections:      cfg.Limits.MaxConnections,
+			MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w", l.key, err)
+		}
+	}
+	g, hs := grpcx.NewServer(grpcx.ServerOptions{TLS: grpcTLS, Logger: log, Registry: reg})
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, len(smtpListeners)+3)
+	for _, l := range smtpListeners {
+		go func() { errc <- serveSMTP(ctx, l, cfg.ShutdownTimeout, log) }()
+	}
+	go func() { errc <- q.Run(ctx, deliver.Router{Local: local, Remote: world}) }()
+	go func() { errc <- grpcx.Serve(ctx, g, grpcLis, cfg.ShutdownTimeout) }()
+	running := len(smtpListeners) + 2
+	if metricsLis != nil {
+		running++
+		go func() { errc <- metrics.ServeListener(ctx, metricsLis, reg, log) }()
+	}
+	h := &healthCheck{auth: healthpb.NewHealthClient(conn), queueDir: cfg.Queue.Dir, interval: cfg.Auth.HealthInterval, authUp: authUpGauge(reg)}
+	go h.watch(ctx, hs, log)
+	attrs := []any{"hostname", cfg.Hostname, "grpc", grpcLis.Addr().String(), "metrics", cfg.Listen.Metrics,
+		"auth", cfg.Auth.Addr, "queue", cfg.Queue.Dir, "lmtp", strings.Join(cfg.LMTP.Addrs, ",")}
+	for _, l := range smtpListeners {
+		attrs = append(attrs, strings.TrimPrefix(l.key, "listen."), l.lis.Addr().String())
+	}
+	log.Info("mta serving", attrs...)
+
+	var errs []error
+	for range running {
+		if err := <-errc; err != nil {
+			errs = append(errs, err)
+			cancel() // the first failure stops the rest
+		}
+	}
+	log.Info("mta stopped")
+	return errors.Join(errs...)
+}
+
+// serveSMTP serves one SMTP listener until ctx is done, then drains it.
+func serveSMTP(ctx context.Context, l listener, drain time.Duration, log *slog.Logger) error {
+	served := make(chan error, 1)
+	go func() { served <- l.srv.Serve(l.lis) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("%s: server stopped: %w", l.key, err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drain)
+	defer cancel()
+	if err := l.srv.Shutdown(sctx); err != nil {
+		log.Warn("SMTP sessions cut at shutdown", "listener", l.key, "err", err)
+	}
+	<-served // nil or ErrServerClosed, either way stopped as asked
+	return nil
+}
+
+// bounceRoute routes a DSN to the sender of a failed message the way
+// RCPT routes mail: local users by LMTP, other domains by SMTP, unknown
+// local senders nowhere (the bounce is dropped, never sent to a guess).
+func bounceRoute(auth *authclient.Client) func(context.Context, string) ([]queue.Recipient, error) {
+	return func(ctx context.Context, addr string) ([]queue.Recipient, error) {
+		r, err := auth.ResolveRecipient(ctx, addr)
+		if errors.Is(err, authclient.ErrInvalid) {
+			return nil, nil // not an address anyone can receive at
+		}
+		if err != nil {
+			return nil, err
+		}
+		if r.Kind == authclient.AliasLoop {
+			return nil, fmt.Errorf("resolve %s: %v", addr, r.Kind)
+		}
+		return smtpd.Routes(r, addr), nil
+	}
+}
+
+// relayOf reads the smarthost settings, nil when there is none.
+func relayOf(c Relay) (*remote.Relay, error) {
+	if c.Host == "" {
+		return nil, nil
+	}
+	r := &remote.Relay{Addr: c.Host, Username: c.Username}
+	if c.PasswordFile != "" {
+		b, err := os.ReadFile(c.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("relay.password_file: %w", err)
+		}
+		r.Password, _, _ = strings.Cut(strings.TrimRight(string(b), "\r\n"), "\n")
+	}
+	return r, nil
+}
+
+// health reports SERVING only while the MTA can take mail: auth answers
+// (every RCPT asks it) and the queue directory takes files (a full or
+// read-only volume would make every DATA fail).
+type healthCheck struct {
+	auth     healthpb.HealthClient
+	queueDir string
+	interval time.Duration
+	authUp   prometheus.Gauge
+}
+
+func authUpGauge(reg prometheus.Registerer) prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "postcove_mta_auth_up",
+		Help: "1 when the auth service answered the last health check as SERVING, else 0.",
+	})
+	reg.MustRegister(g)
+	return g
+}
+
+// problem returns why the MTA cannot take mail now, or nil.
+func (h *healthCheck) problem(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, h.interval)
+	defer cancel()
+	resp, err := h.auth.Check(ctx, &healthpb.HealthCheckRequest{Service: authv1.AuthService_ServiceDesc.ServiceName})
+	if err == nil && resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		err = fmt.Errorf("status %v", resp.GetStatus())
+	}
+	if err != nil {
+		h.authUp.Set(0)
+		return fmt.Errorf("auth: %w", err)
+	}
+	h.authUp.Set(1)
+	// The probe is no queue file (those end in .env, .body, .lock).
+	f, err := os.CreateTemp(h.queueDir, ".health-")
+	if err != nil {
+		return fmt.Errorf("queue.dir not writable: %w", err)
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return nil
+}
+
+// watch sets the gRPC health status on every change until ctx ends, then
+// NOT_SERVING for good, first thing in the shutdown.
+func (h *healthCheck) watch(ctx context.Context, hs *health.Server, log *slog.Logger) {
+	defer hs.Shutdown()
+	tick := time.NewTicker(h.interval)
+	defer tick.Stop()
+	var last error = errors.New("not checked yet")
+	first := true
+	for {
+		err := h.problem(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if first || (err == nil) != (last == nil) {
+			st := healthpb.HealthCheckResponse_SERVING
+			if err != nil {
+				st = healthpb.HealthCheckResponse_NOT_SERVING
+				log.Warn("health: not serving", "err", err)
+			} else {
+				log.Info("health: serving")
+			}
+			hs.SetServingStatus("", st)
+		}
+		first, last = false, err
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}

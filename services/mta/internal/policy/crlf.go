@@ -1,0 +1,61 @@
+package policy
+
+import (
+	"fmt"
+	"io"
+)
+
+// CRLFReader passes a message through and fails with a *Violation at the
+// first CR not followed by LF or LF not preceded by CR, so that only
+// messages made of CRLF lines are accepted (RFC 5321 section 2.3.8).
+//
+// For DATA it reads what go-smtp's dot-unstuffing reader returns. That
+// reader ends the data only at CRLF "." CRLF, so the other end-of-data
+// variants reach us as content: "\n.\r\n" and "\n.\n" as a bare LF,
+// "\r.\r\n" as a bare CR, "\r\n.\n" as "\r\n\n" (the dot unstuffed,
+// then a bare LF). The one variant it hides is "\r\n.\r" followed by
+// anything but LF: it drops the ".\r" and carries on, so the bytes after it
+// stay message content and are never read as commands; the SMTP server
+// watches its raw connection for that one (smtpd's trackedConn). For BDAT
+// the reader sees the chunks exactly as sent.
+type CRLFReader struct {
+	r      io.Reader
+	prevCR bool  // the last byte read was CR
+	line   int   // 1-based line of the next byte, for the Detail
+	err    error // the violation found, sticky
+}
+
+// NewCRLFReader checks the message read from r.
+func NewCRLFReader(r io.Reader) *CRLFReader {
+	return &CRLFReader{r: r, line: 1}
+}
+
+func (c *CRLFReader) Read(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.r.Read(p)
+	for i, b := range p[:n] {
+		switch {
+		case c.prevCR && b != '\n':
+			c.err = &Violation{Reason: BareCR, Detail: fmt.Sprintf("line %d", c.line)}
+		case !c.prevCR && b == '\n':
+			c.err = &Violation{Reason: BareLF, Detail: fmt.Sprintf("line %d", c.line)}
+		}
+		if c.err != nil {
+			// The bytes before the violation are good; the caller
+			// sees the error on this call, before using any of them
+			// as a complete message.
+			return i, c.err
+		}
+		if b == '\n' {
+			c.line++
+		}
+		c.prevCR = b == '\r'
+	}
+	if err == io.EOF && c.prevCR {
+		c.err = &Violation{Reason: BareCR, Detail: "at the end of the message"}
+		return n, c.err
+	}
+	return n, err
+}

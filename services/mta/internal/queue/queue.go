@@ -1,0 +1,520 @@
+// Package queue is the MTA's durable spool: every message SMTP accepted,
+// as an envelope and a body file, until each recipient is delivered or has
+// failed for good.
+//
+// Durability (the "nothing is lost" invariant): Enqueue returns only after
+// the body and the envelope were written, fsynced, renamed into place and
+// their directory fsynced, so a message Enqueue accepted survives kill -9
+// and power loss. After each delivery attempt the per-recipient state is
+// written the same way, so a restart never delivers again to a recipient
+// that got 2xx — except when the crash falls between the 2xx and that
+// write: then the message is delivered twice, never zero times.
+//
+// Several processes may share one spool directory: a worker delivers a
+// message only while it holds the message's flock(2) lock, so no message is
+// delivered by two workers at once, and a killed process's locks vanish
+// with it.
+//
+// Retries back off exponentially from Options.RetryMin to Options.RetryMax
+// with jitter (RFC 5321 §4.5.4.1 asks for at least 30 minutes between
+// tries by default; postfix starts at 5 minutes, as we do); after
+// Options.Lifetime the remaining recipients fail (RFC 3463 4.4.7) and the
+// sender gets an RFC 3464 delivery status notification.
+package queue
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+var (
+	// ErrNoSpace: the disk or quota is full (SMTP 452 4.3.1). Nothing of
+	// the message is left behind.
+	ErrNoSpace = errors.New("queue: no space left on device")
+	// ErrNotFound: no message with that ID is queued.
+	ErrNotFound = errors.New("queue: no such message")
+	// ErrBusy: the message is being delivered right now; try again.
+	ErrBusy = errors.New("queue: message is being delivered")
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultLifetime     = 5 * 24 * time.Hour
+	DefaultRetryMin     = 5 * time.Minute
+	DefaultRetryMax     = time.Hour
+	DefaultWorkers      = 16
+	DefaultScanInterval = 30 * time.Second
+	DefaultDrainTimeout = 30 * time.Second
+)
+
+// Options configure a Queue. Zero fields take the defaults above.
+type Options struct {
+	// Dir is the spool directory (queue.dir), created when missing.
+	Dir string
+	// Lifetime is how long a message is retried before its remaining
+	// recipients fail (queue.lifetime).
+	Lifetime time.Duration
+	// RetryMin is the delay after the first failed attempt, doubled after
+	// each further one up to RetryMax (queue.retry_min, queue.retry_max).
+	// Tests shorten both.
+	RetryMin, RetryMax time.Duration
+	// Workers is how many messages are delivered at once (queue.workers).
+	Workers int
+	// ScanInterval is how often Run rereads the spool directory, to find
+	// messages that became due and those other processes sharing the
+	// spool queued or deferred.
+	ScanInterval time.Duration
+	// DrainTimeout bounds how long Run waits, once its context is done,
+	// for deliveries in progress to finish; then their contexts are
+	// cancelled.
+	DrainTimeout time.Duration
+
+	// Hostname names this MTA in the DSNs it sends (Reporting-MTA, From).
+	Hostname string
+	// Resolve routes the DSN for a failed message to its sender: it
+	// returns the recipients to enqueue (as FRONT resolves a RCPT TO). An
+	// error means "try again later": the bounce is retried at the next
+	// scan. nil routes every sender RouteRemote.
+	Resolve func(ctx context.Context, addr string) ([]Recipient, error)
+
+	// Logger receives the queue's log; nil discards it.
+	Logger *slog.Logger
+	// Registerer receives the queue's Prometheus metrics; nil: none.
+	Registerer prometheus.Registerer
+
+	// now and jitter are replaced by tests.
+	now    func() time.Time
+	jitter func(time.Duration) time.Duration
+}
+
+// Queue is a spool directory. Its methods are safe for concurrent use, and
+// several Queues (in one process or many) may share a directory.
+type Queue struct {
+	opts    Options
+	dir     string
+	log     *slog.Logger
+	metrics *metrics
+
+	// wrapBody lets tests make body writes fail (a full disk).
+	wrapBody func(io.Writer) io.Writer
+
+	mu    sync.Mutex    // protects fresh
+	fresh []string      // IDs enqueued or flushed since Run last looked: due now
+	kick  chan struct{} // wakes Run; buffered, one pending kick is enough
+}
+
+// Open opens (creating it if needed) the spool directory and removes what
+// crashed Enqueues left behind. Queued messages are delivered by Run.
+func Open(opts Options) (*Queue, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("queue: no directory")
+	}
+	if opts.Lifetime <= 0 {
+		opts.Lifetime = DefaultLifetime
+	}
+	if opts.RetryMin <= 0 {
+		opts.RetryMin = DefaultRetryMin
+	}
+	if opts.RetryMax <= 0 {
+		opts.RetryMax = max(DefaultRetryMax, opts.RetryMin)
+	}
+	opts.RetryMax = max(opts.RetryMax, opts.RetryMin)
+	if opts.Workers <= 0 {
+		opts.Workers = DefaultWorkers
+	}
+	if opts.ScanInterval <= 0 {
+		opts.ScanInterval = DefaultScanInterval
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = DefaultDrainTimeout
+	}
+	if opts.Hostname == "" {
+		opts.Hostname, _ = os.Hostname()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.now == nil {
+		opts.now = time.Now
+	}
+	if opts.jitter == nil {
+		opts.jitter = jitter
+	}
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	q := &Queue{
+		opts: opts,
+		dir:  opts.Dir,
+		log:  opts.Logger,
+		kick: make(chan struct{}, 1),
+	}
+	q.metrics = newMetrics(opts.Registerer, q)
+	if _, err := q.scan(); err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	return q, nil
+}
+
+// newID returns a fresh message ID: the time, so that IDs sort by age, and
+// 64 random bits, so that processes sharing the spool never collide.
+func newID(now time.Time) string {
+	var r [8]byte
+	rand.Read(r[:])
+	return fmt.Sprintf("%013x-%s", now.UnixMilli(), hex.EncodeToString(r[:]))
+}
+
+// Enqueue stores env and the body durably — body file, envelope file and
+// their directory fsynced — and returns the message ID. Only then may SMTP
+// answer 250. Any bare CR or LF in body is stored as CRLF. env.ID and the
+// recipients' delivery state are set here; duplicate recipients (same
+// address and route) are kept once.
+//
+// Errors: ErrNoSpace when the disk is full (SMTP 452 4.3.1), anything else
+// is a local error (451 4.3.0). On error nothing of the message remains.
+func (q *Queue) Enqueue(ctx context.Context, env Envelope, body io.Reader) (string, error) {
+	env.ID = newID(q.opts.now())
+	if env.ReceivedAt.IsZero() {
+		env.ReceivedAt = q.opts.now()
+	}
+	env.ReceivedAt = env.ReceivedAt.UTC()
+	env.Recipients = cleanRecipients(env.Recipients)
+	if err := validate(env); err != nil {
+		return "", fmt.Errorf("queue: %w", err)
+	}
+	envData, err := marshalEnvelope(env)
+	if err != nil {
+		return "", fmt.Errorf("queue: %w", err)
+	}
+	if err := q.store(ctx, env.ID, envData, body); err != nil {
+		return "", q.enqueueErr(env.ID, err)
+	}
+	q.metrics.queued.Inc()
+	q.log.Info("queued", "id", env.ID, "from", env.Sender, "recipients", len(env.Recipients))
+	q.wake(env.ID) // after store released the lock, so a worker can take it
+	return env.ID, nil
+}
+
+// store writes a new message's files under its lock. On error it removes
+// them.
+func (q *Queue) store(ctx context.Context, id string, envData []byte, body io.Reader) (err error) {
+	l, err := createLock(q.dir, id)
+	if err != nil {
+		return err
+	}
+	defer l.release()
+	defer func() {
+		if err != nil {
+			q.removeFiles(id)
+		}
+	}()
+	if err := q.writeBody(ctx, id, body); err != nil {
+		return err
+	}
+	if err := writeFileSync(q.path(id, envExt), envData); err != nil {
+		return err
+	}
+	// One directory fsync makes both renames durable. Should a crash come
+	// before it ends, the envelope may survive without its body (no 250
+	// was said); scan moves such envelopes aside.
+	return syncDir(q.dir)
+}
+
+func (q *Queue) enqueueErr(id string, err error) error {
+	if noSpace(err) {
+		return fmt.Errorf("%w (message %s: %v)", ErrNoSpace, id, err)
+	}
+	return fmt.Errorf("queue: message %s: %w", id, err)
+}
+
+// cleanRecipients returns the recipients without duplicates and with a
+// clean delivery state.
+func cleanRecipients(rcpts []Recipient) []Recipient {
+	type key struct {
+		addr  string
+		route Route
+	}
+	seen := make(map[key]bool, len(rcpts))
+	out := make([]Recipient, 0, len(rcpts))
+	for _, r := range rcpts {
+		k := key{strings.ToLower(r.Address), r.Route}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		out = append(out, Recipient{Address: r.Address, Orig: r.Orig, Route: r.Route, Notify: r.Notify})
+	}
+	return out
+}
+
+// writeBody streams body into ID.body.tmp with line endings made CRLF,
+// fsyncs it and renames it to ID.body.
+func (q *Queue) writeBody(ctx context.Context, id string, body io.Reader) error {
+	path := q.path(id, bodyExt)
+	f, err := os.OpenFile(path+tmpExt, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	var w io.Writer = f
+	if q.wrapBody != nil {
+		w = q.wrapBody(w)
+	}
+	cw := &crlfWriter{w: w}
+	_, err = io.CopyBuffer(cw, ctxReader{ctx, body}, make([]byte, 64<<10))
+	if err == nil {
+		err = cw.Close()
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(path+tmpExt, path)
+	}
+	return err
+}
+
+// ctxReader stops a copy when the context is done (the SMTP client went
+// away mid-DATA).
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+func (q *Queue) path(id, ext string) string { return filepath.Join(q.dir, id+ext) }
+
+// removeFiles removes everything of message id, envelope first (from then
+// on the message does not exist), lock file last. The caller holds the lock.
+func (q *Queue) removeFiles(id string) {
+	for _, ext := range []string{envExt, envExt + tmpExt, bodyExt, bodyExt + tmpExt, lockExt} {
+		if err := os.Remove(q.path(id, ext)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			q.log.Error("remove queue file", "id", id, "err", err)
+		}
+	}
+}
+
+// wake tells Run that message id is due now.
+func (q *Queue) wake(id string) {
+	q.mu.Lock()
+	q.fresh = append(q.fresh, id)
+	q.mu.Unlock()
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
+}
+
+// takeFresh returns and forgets the IDs passed to wake.
+func (q *Queue) takeFresh() []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	ids := q.fresh
+	q.fresh = nil
+	return ids
+}
+
+// readEnvelope reads the envelope of message id.
+func (q *Queue) readEnvelope(id string) (Envelope, error) {
+	b, err := os.ReadFile(q.path(id, envExt))
+	if errors.Is(err, os.ErrNotExist) {
+		return Envelope{}, errGone
+	}
+	if err != nil {
+		return Envelope{}, err
+	}
+	env, err := parseEnvelope(b)
+	if err != nil {
+		return Envelope{}, err
+	}
+	if env.ID != id {
+		return Envelope{}, fmt.Errorf("envelope file %s holds message ID %q", id+envExt, env.ID)
+	}
+	return env, nil
+}
+
+// writeEnvelope replaces the envelope of a message whose lock the caller
+// holds, durably.
+func (q *Queue) writeEnvelope(env Envelope) error {
+	data, err := marshalEnvelope(env)
+	if err != nil {
+		return err
+	}
+	if err := writeFileSync(q.path(env.ID, envExt), data); err != nil {
+		return err
+	}
+	return syncDir(q.dir)
+}
+
+// Message is a queued message as List shows it.
+type Message struct {
+	Envelope
+	Size int64 // of the body, in bytes
+	// Next is when delivery is next tried; zero when it is due now.
+	Next time.Time
+}
+
+// List returns the queued messages, oldest first.
+func (q *Queue) List(ctx context.Context) ([]Message, error) {
+	ids, err := q.ids()
+	if err != nil {
+		return nil, fmt.Errorf("queue: list: %w", err)
+	}
+	var out []Message
+	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		env, err := q.readEnvelope(id)
+		if errors.Is(err, errGone) {
+			continue
+		}
+		if err != nil {
+			q.log.Warn("list: unreadable envelope", "id", id, "err", err)
+			continue
+		}
+		m := Message{Envelope: env}
+		if fi, err := os.Stat(q.path(id, bodyExt)); err == nil {
+			m.Size = fi.Size()
+		}
+		if due := q.due(env); due.After(q.opts.now()) {
+			m.Next = due
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// ids returns the IDs of the messages in the spool (those with an
+// envelope), oldest first.
+func (q *Queue) ids() ([]string, error) {
+	entries, err := os.ReadDir(q.dir)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, e := range entries {
+		if id, ok := strings.CutSuffix(e.Name(), envExt); ok && validID(id) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// Flush makes the deferred recipients of message id due now, or those of
+// every message when id is "". A message being delivered at that moment is
+// left alone (it is being tried now). Flushing a missing ID is ErrNotFound.
+func (q *Queue) Flush(ctx context.Context, id string) error {
+	if id != "" {
+		err := q.flushOne(id)
+		if errors.Is(err, ErrBusy) {
+			return nil
+		}
+		return err
+	}
+	ids, err := q.ids()
+	if err != nil {
+		return fmt.Errorf("queue: flush: %w", err)
+	}
+	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := q.flushOne(id); err != nil && !errors.Is(err, ErrBusy) && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+func (q *Queue) flushOne(id string) error {
+	if !validID(id) {
+		return fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
+	l, err := q.lock(id)
+	if err != nil {
+		return err
+	}
+	defer l.release()
+	env, err := q.readEnvelope(id)
+	if errors.Is(err, errGone) {
+		return fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return fmt.Errorf("queue: flush %s: %w", id, err)
+	}
+	changed := false
+	for i := range env.Recipients {
+		if r := &env.Recipients[i]; r.Status == Deferred && !r.Retry.IsZero() {
+			r.Retry = time.Time{}
+			changed = true
+		}
+	}
+	if changed {
+		if err := q.writeEnvelope(env); err != nil {
+			return fmt.Errorf("queue: flush %s: %w", id, err)
+		}
+	}
+	l.release() // before waking Run, so that a worker can take it
+	q.wake(id)
+	return nil
+}
+
+// Delete removes message id from the queue without delivering it or
+// telling its sender (postsuper -d). A message being delivered right now
+// gives ErrBusy.
+func (q *Queue) Delete(ctx context.Context, id string) error {
+	if !validID(id) {
+		return fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
+	l, err := q.lock(id)
+	if err != nil {
+		return err
+	}
+	defer l.release()
+	if _, err := os.Stat(q.path(id, envExt)); errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	q.removeFiles(id)
+	if err := syncDir(q.dir); err != nil {
+		return fmt.Errorf("queue: delete %s: %w", id, err)
+	}
+	q.log.Info("deleted by the operator", "id", id)
+	return nil
+}
+
+// lock takes message id's lock for an admin operation.
+func (q *Queue) lock(id string) (*lease, error) {
+	l, err := tryLock(q.dir, id)
+	switch {
+	case errors.Is(err, errBusy):
+		return nil, fmt.Errorf("%w: %s", ErrBusy, id)
+	case errors.Is(err, errGone):
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	case err != nil:
+		return nil, fmt.Errorf("queue: %s: %w", id, err)
+	}
+	return l, nil
+}
