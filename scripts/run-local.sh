@@ -9,10 +9,10 @@ DATA="${1:-$PWD/data}"
 mkdir -p "$DATA"
 BIN="$PWD/bin"
 
-# A self-signed certificate for IMAP/POP3 TLS when ./ssl has none; real
+# A self-signed certificate for IMAP/POP3/SMTP TLS when ./ssl has none; real
 # certificates there are left alone.
 if [[ ! -f ssl/cert.pem || ! -f ssl/key.pem ]] && ! command -v openssl >/dev/null; then
-	echo "openssl not found (apt-get install openssl): POP3 runs without TLS, so logins are refused until then" >&2
+	echo "openssl not found (apt-get install openssl): IMAP, POP3 and submission run without TLS, so logins are refused until then" >&2
 elif [[ ! -f ssl/cert.pem || ! -f ssl/key.pem ]]; then
 	mkdir -p ssl
 	openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=localhost" \
@@ -34,12 +34,18 @@ trap stop INT TERM EXIT
 POSTCOVE_AUTH_DATABASE_DSN="$DATA/auth.db" "$BIN/auth" &
 pids+=($!)
 
-tls_env=()
+# Implicit-TLS ports only with a certificate; STARTTLS is offered then too.
+mailbox_tls=() mta_tls=(POSTCOVE_MTA_LISTEN_SUBMISSIONS=)
 if [[ -f ssl/cert.pem && -f ssl/key.pem ]]; then
-	tls_env=(POSTCOVE_MAILBOX_TLS_CERT_FILE="$PWD/ssl/cert.pem" POSTCOVE_MAILBOX_TLS_KEY_FILE="$PWD/ssl/key.pem"
+	mailbox_tls=(POSTCOVE_MAILBOX_TLS_CERT_FILE="$PWD/ssl/cert.pem" POSTCOVE_MAILBOX_TLS_KEY_FILE="$PWD/ssl/key.pem"
 		POSTCOVE_MAILBOX_LISTEN_POP3S=127.0.0.1:2995 POSTCOVE_MAILBOX_LISTEN_IMAPS=127.0.0.1:2993)
+	mta_tls=(POSTCOVE_MTA_TLS_CERT_FILE="$PWD/ssl/cert.pem" POSTCOVE_MTA_TLS_KEY_FILE="$PWD/ssl/key.pem")
 fi
-env POSTCOVE_MAILBOX_STORE_ROOT="$DATA/mail" "${tls_env[@]}" "$BIN/mailbox" &
+env POSTCOVE_MAILBOX_STORE_ROOT="$DATA/mail" "${mailbox_tls[@]}" "$BIN/mailbox" &
+pids+=($!)
+# The MTA starts last but need not: it retries auth and keeps mail queued
+# while the mailbox is not up yet.
+env POSTCOVE_MTA_QUEUE_DIR="$DATA/queue" POSTCOVE_MTA_DKIM_KEYS_DIR="$PWD/keys" "${mta_tls[@]}" "$BIN/mta" &
 pids+=($!)
 
 cat <<MSG
@@ -48,7 +54,8 @@ postcove is running (state in $DATA). Try:
   bin/mailctl domain add example.org
   bin/mailctl user add alice@example.org
   bin/mailctl auth test alice@example.org
-  swaks --protocol LMTP --server 127.0.0.1:2424 --to alice@example.org
+  swaks --server 127.0.0.1:2525 --to alice@example.org
+  swaks --server 127.0.0.1:2587 --tls --auth-user alice@example.org --from alice@example.org --to alice@example.org
   curl --insecure -u alice@example.org 'imaps://127.0.0.1:2993/INBOX;UID=1'
   curl --insecure -u alice@example.org pop3s://127.0.0.1:2995/1
 Ctrl-C stops it.

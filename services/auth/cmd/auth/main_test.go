@@ -44,18 +44,3 @@ func TestBadConfigNamesTheField(t *testing.T) {
 		})
 	}
 }
-
-func TestDialable(t *testing.T) {
-	for in, want := range map[string]string{
-		"0.0.0.0:9100":   "127.0.0.1:9100",
-		":9100":          "127.0.0.1:9100",
-		"[::]:9100":      "127.0.0.1:9100",
-		"10.1.2.3:9100":  "10.1.2.3:9100",
-		"auth:9100":      "auth:9100",
-		"127.0.0.1:9100": "127.0.0.1:9100",
-	} {
-		if got := dialable(in); got != want {
-			t.Errorf("dialable(%q) = %q, want %q", in, got, want)
-		}
-	}
-}

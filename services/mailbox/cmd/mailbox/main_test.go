@@ -62,23 +62,6 @@ func TestBadConfigNamesTheField(t *testing.T) {
 	}
 }
 
-func TestOnThisHost(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"0.0.0.0:9102", "127.0.0.1:9102"},
-		{":9102", "127.0.0.1:9102"},
-		{"[::]:9102", "127.0.0.1:9102"},
-		{"10.1.2.3:9102", "10.1.2.3:9102"},
-		{"mailbox:9102", "mailbox:9102"},
-		{"[::1]:9102", "[::1]:9102"},
-		{"nonsense", "nonsense"},
-	}
-	for _, tt := range tests {
-		if got := onThisHost(tt.in); got != tt.want {
-			t.Errorf("onThisHost(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
 // service is the mailbox binary running in a subprocess.
 type service struct {
 	t      *testing.T

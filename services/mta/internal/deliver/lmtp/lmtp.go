@@ -203,7 +203,7 @@ func (c *Client) transaction(ctx context.Context, cn *conn, env queue.Envelope, 
 		addr := rcpts[i].Address
 		switch {
 		case replies[addr] != nil:
-			res[i] = queue.Result{Code: 250, Enhanced: "2.0.0", Text: replies[addr].StatusText, RemoteMTA: cn.addr}
+			res[i] = queue.Result{Code: 250, Enhanced: "2.0.0", Text: withoutEnhanced(replies[addr].StatusText), RemoteMTA: cn.addr}
 		case perRcpt[addr] != nil:
 			res[i] = deliver.FromSMTP(perRcpt[addr], cn.addr)
 		default:
@@ -300,4 +300,15 @@ func (c *Client) dial(ctx context.Context, addr string) (*conn, error) {
 		return nil, fmt.Errorf("%s: LHLO: %w", addr, err)
 	}
 	return &conn{c: sc, nc: nc, addr: addr}, nil
+}
+
+// withoutEnhanced drops the enhanced status code (RFC 3463) that go-smtp
+// leaves at the start of a reply's text, so that the logged reply does not
+// say it twice.
+func withoutEnhanced(text string) string {
+	code, rest, ok := strings.Cut(text, " ")
+	if !ok || strings.Count(code, ".") != 2 || strings.Trim(code, "0123456789.") != "" {
+		return text
+	}
+	return rest
 }

@@ -166,3 +166,16 @@ func TestNewRefusesBadAddr(t *testing.T) {
 		t.Error("New(no-port) = nil error, want one")
 	}
 }
+
+func TestWithoutEnhanced(t *testing.T) {
+	for in, want := range map[string]string{
+		"2.0.0 <a@example.org> x saved": "<a@example.org> x saved",
+		"saved":                         "saved",
+		"2.0 ok":                        "2.0 ok",
+		"Ok: queued":                    "Ok: queued",
+	} {
+		if got := withoutEnhanced(in); got != want {
+			t.Errorf("withoutEnhanced(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
