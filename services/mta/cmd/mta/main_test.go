@@ -66,21 +66,6 @@ func TestBadConfigNamesTheField(t *testing.T) {
 	}
 }
 
-func TestDialable(t *testing.T) {
-	for _, tt := range []struct{ in, want string }{
-		{"0.0.0.0:25", "127.0.0.1:25"},
-		{":25", "127.0.0.1:25"},
-		{"[::]:25", "127.0.0.1:25"},
-		{"10.1.2.3:25", "10.1.2.3:25"},
-		{"mta:25", "mta:25"},
-		{"nonsense", "nonsense"},
-	} {
-		if got := dialable(tt.in); got != tt.want {
-			t.Errorf("dialable(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
 // proc is a service binary running in a subprocess, with its log shown
 // when the test fails.
 type proc struct {
@@ -185,6 +170,10 @@ func (p *proc) kill() {
 	p.cmd = nil
 }
 
+// remoteZone is the loopback DNS of the stack: remote.example's MX is the
+// sink. Tests adding records serve it too.
+const remoteZone = "remote.example. IN MX 10 mx.remote.example.\nmx.remote.example. IN A 127.0.0.1\n"
+
 // stack is auth, mailbox and mta running as processes, with a remote
 // domain (remote.example) whose MX is a sink on loopback, found through a
 // loopback DNS server, and a DKIM key for example.org.
@@ -192,6 +181,7 @@ type stack struct {
 	auth                      *testlib.Auth
 	mailbox, mta              *proc
 	sink                      *smtpsink.Sink
+	dns                       *testlib.DNSServer
 	sinkReply                 atomic.Pointer[func(smtpsink.Stage, string) error]
 	mailRoot, queueDir        string
 	smtpAddr, subAddr, mtaRPC string
@@ -221,7 +211,7 @@ func startStack(t *testing.T) *stack {
 		return nil
 	}})
 	_, sinkPort, _ := strings.Cut(st.sink.Addr, ":")
-	dns := testlib.StartDNS(t, "remote.example. IN MX 10 mx.remote.example.\nmx.remote.example. IN A 127.0.0.1\n")
+	st.dns = testlib.StartDNS(t, remoteZone)
 	certs := testlib.NewCerts(t)
 	keys := testlib.TempDir(t)
 	dkimKey, err := dkimkey.Generate(dkimkey.RSA2048)
@@ -244,7 +234,7 @@ func startStack(t *testing.T) *stack {
 		"POSTCOVE_MTA_AUTH_ADDR="+st.auth.Addr, "POSTCOVE_MTA_AUTH_HEALTH_INTERVAL=100ms",
 		"POSTCOVE_MTA_QUEUE_DIR="+st.queueDir, "POSTCOVE_MTA_QUEUE_RETRY_MIN=200ms", "POSTCOVE_MTA_QUEUE_RETRY_MAX=1s",
 		"POSTCOVE_MTA_LMTP_ADDRS="+lmtpAddr, "POSTCOVE_MTA_REMOTE_PORT="+sinkPort,
-		"POSTCOVE_MTA_DNS_RESOLVER="+dns.Addr, "POSTCOVE_MTA_DKIM_KEYS_DIR="+keys, "POSTCOVE_MTA_LOG_LEVEL=debug")
+		"POSTCOVE_MTA_DNS_RESOLVER="+st.dns.Addr, "POSTCOVE_MTA_DKIM_KEYS_DIR="+keys, "POSTCOVE_MTA_LOG_LEVEL=debug")
 	st.mta.start()
 	return st
 }
@@ -252,12 +242,20 @@ func startStack(t *testing.T) *stack {
 // swaks sends one message with swaks (a client nobody here wrote).
 func swaks(t *testing.T, args ...string) string {
 	t.Helper()
-	bin := testlib.RequireTool(t, "swaks")
-	out, err := exec.Command(bin, append([]string{"--helo", "client.test", "--timeout", "20"}, args...)...).CombinedOutput()
+	out, err := runSwaks(t, args...)
 	if err != nil {
 		t.Fatalf("swaks %q: %v\n%s", args, err, out)
 	}
-	return string(out)
+	return out
+}
+
+// runSwaks runs swaks and returns its transcript; the error says it
+// failed (exited non-zero: a refusal among others).
+func runSwaks(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	bin := testlib.RequireTool(t, "swaks")
+	out, err := exec.Command(bin, append([]string{"--helo", "client.test", "--timeout", "20"}, args...)...).CombinedOutput()
+	return string(out), err
 }
 
 // inbound sends a message from outside to port 25.
@@ -273,11 +271,15 @@ func (st *stack) submit(t *testing.T, to, subject string) {
 		"--from", "bob@example.org", "--to", to, "--header", "Subject: "+subject)
 }
 
-// count returns how many messages in local's Maildir contain text.
-func (st *stack) count(local, text string) int {
+// count returns how many messages in local's INBOX contain text.
+func (st *stack) count(local, text string) int { return st.countIn(local, "", text) }
+
+// countIn returns how many messages in one of local's Maildir folders
+// (".Junk"; "" is INBOX) contain text.
+func (st *stack) countIn(local, folder, text string) int {
 	n := 0
 	for _, sub := range []string{"new", "cur"} {
-		files, _ := filepath.Glob(filepath.Join(st.mailRoot, "example.org", local, "Maildir", sub, "*"))
+		files, _ := filepath.Glob(filepath.Join(st.mailRoot, "example.org", local, "Maildir", folder, sub, "*"))
 		for _, f := range files {
 			if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), text) {
 				n++

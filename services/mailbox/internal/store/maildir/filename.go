@@ -17,23 +17,32 @@ import (
 // (https://cr.yp.to/proto/maildir.html) with dovecot's additions
 // (https://doc.dovecot.org/admin_manual/mailbox_formats/maildir/):
 //
-//	<sec>.M<usec>P<pid>Q<n>R<random>.<host>,S=<size>,W=<vsize>:2,<flags>
+//	<sec>.M<usec>P<pid>Q<n>R<random>.<host>,S=<size>,W=<vsize>,U=<uid>:2,<flags>
 //
 // The part before ":" is the base name, unique within the Maildir and
 // never changed; ",S=" is the file size and ",W=" its size with CRLF line
 // ends (dovecot reads both to avoid a stat); after ":2," come the flags,
 // one ASCII letter each in ASCII order. Dovecot maps lower-case letters to
 // keywords through the dovecot-keywords file.
+//
+// ",U=" is postcove's: the UID the message was given when it was stored in
+// this folder. It lets the index record of a delivery be written without
+// an fsync of its own: after a crash that lost the record, the file in
+// cur/ (whose directory was fsynced before the 250) still says its UID,
+// and the scan at the next start indexes it under that UID again (see
+// reconcile). Dovecot and Maildir MUAs treat the base name as opaque and
+// ignore fields they do not know, as the Maildir spec allows.
 
 var errBadFileName = errors.New("invalid maildir file name")
 
 // fileName is a parsed message file name.
 type fileName struct {
-	base    string // before ":"; the message's identity
-	size    int64  // ",S=", or -1
-	vsize   int64  // ",W=", or -1
-	hasInfo bool   // ":2," present
-	letters string // flags after ":2,", as found
+	base    string    // before ":"; the message's identity
+	size    int64     // ",S=", or -1
+	vsize   int64     // ",W=", or -1
+	uid     store.UID // ",U=", or 0
+	hasInfo bool      // ":2," present
+	letters string    // flags after ":2,", as found
 }
 
 // parseFileName parses a directory entry of cur/ or new/. Unknown info
@@ -54,8 +63,10 @@ func parseFileName(name string) (fileName, error) {
 	if f.base == "" {
 		return fileName{}, fmt.Errorf("%w: %q", errBadFileName, name)
 	}
-	fields := strings.Split(f.base, ",")
-	for _, fld := range fields[1:] {
+	_, rest, _ := strings.Cut(f.base, ",")
+	for rest != "" {
+		var fld string
+		fld, rest, _ = strings.Cut(rest, ",")
 		key, val, ok := strings.Cut(fld, "=")
 		if !ok {
 			continue
@@ -69,6 +80,10 @@ func parseFileName(name string) (fileName, error) {
 			f.size = n
 		case "W":
 			f.vsize = n
+		case "U":
+			if n <= int64(^uint32(0)) {
+				f.uid = store.UID(n)
+			}
 		}
 	}
 	return f, nil
@@ -119,13 +134,14 @@ func uniqueName(now time.Time, pid int, counter uint64, random, host string) str
 	return fmt.Sprintf("%d.M%dP%dQ%dR%s.%s", now.Unix(), now.Nanosecond()/1000, pid, counter, random, b.String())
 }
 
-// withSizes appends dovecot's ",S=" and, when known, ",W=" fields.
-func withSizes(unique string, size, vsize int64) string {
+// baseName appends dovecot's ",S=" and, when known, ",W=" fields to
+// unique, then postcove's ",U=".
+func baseName(unique string, size, vsize int64, uid store.UID) string {
 	s := unique + ",S=" + strconv.FormatInt(size, 10)
 	if vsize >= 0 {
 		s += ",W=" + strconv.FormatInt(vsize, 10)
 	}
-	return s
+	return s + ",U=" + strconv.FormatUint(uint64(uid), 10)
 }
 
 // sortKey orders files for UID assignment during a rebuild: by the

@@ -1,6 +1,7 @@
 package maildir
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,6 +26,12 @@ const (
 	// a later rebuild must not import it again, because UIDs given out by
 	// postcove since then are not in it.
 	importedName = "postcove-uidlist-imported"
+	// scannedName records the mtime of cur/ when it was last scanned
+	// completely: see firstScan.
+	scannedName = "postcove-index.scanned"
+	// scanQuiet is how long cur/ must have been unchanged for a scan of it
+	// to be recorded as complete: far more than a clock tick.
+	scanQuiet = 2 * time.Second
 	// compactMin is the log size below which it is never compacted.
 	compactMin = 1 << 20
 	// tmpMaxAge: the Maildir spec's rule for abandoned files in tmp/.
@@ -49,16 +57,20 @@ type folder struct {
 	refs     int       // handles and calls using the folder; protected by s.mu
 	lastUsed time.Time // when refs last fell to 0; protected by s.mu
 
-	mu       sync.Mutex
-	lock     lockFile
-	log      *os.File // the index log, opened for appending
-	logIno   uint64
-	logLen   int64 // bytes of the log applied to st
-	loaded   bool
-	st       indexState
-	kw       map[byte]string // dovecot-keywords letters
-	newMtime time.Time       // mtime of new/ when last scanned
-	stop     chan struct{}   // closes the watcher goroutine; nil when none runs
+	mu     sync.Mutex
+	lock   lockFile
+	log    *os.File // the index log, opened for appending
+	logIno uint64
+	logLen int64 // bytes of the log applied to st
+	// syncedLen is how much of the log this process knows to be durable:
+	// what it fsynced itself. Records past it (a delivery's, or another
+	// process's) are fsynced before a session is shown them.
+	syncedLen int64
+	loaded    bool
+	st        indexState
+	kw        map[byte]string // dovecot-keywords letters
+	newMtime  time.Time       // mtime of new/ when last scanned
+	stop      chan struct{}   // closes the watcher goroutine; nil when none runs
 
 	notifier store.Notifier
 }
@@ -197,15 +209,16 @@ func (f *folder) load() error {
 	if err != nil {
 		return fmt.Errorf("open index: %w", err)
 	}
-	data, err := io.ReadAll(lf)
-	if err != nil {
-		lf.Close()
-		return fmt.Errorf("read index: %w", err)
-	}
 	fi, err := lf.Stat()
 	if err != nil {
 		lf.Close()
 		return fmt.Errorf("stat index: %w", err)
+	}
+	// Read what the stat saw (we hold the lock: nobody appends meanwhile).
+	data := make([]byte, fi.Size())
+	if _, err := io.ReadFull(lf, data); err != nil {
+		lf.Close()
+		return fmt.Errorf("read index: %w", err)
 	}
 	recs, good, err := parseLog(data)
 	var st indexState
@@ -225,16 +238,16 @@ func (f *folder) load() error {
 			return fmt.Errorf("truncate torn index: %w", err)
 		}
 	}
-	f.setLog(lf, ino(fi), int64(good), st)
+	f.setLog(lf, ino(fi), int64(good), 0, st)
 	return nil
 }
 
-func (f *folder) setLog(lf *os.File, inode uint64, length int64, st indexState) {
+func (f *folder) setLog(lf *os.File, inode uint64, length, synced int64, st indexState) {
 	if f.log != nil {
 		f.log.Close()
 	}
 	wasLoaded := f.loaded
-	f.log, f.logIno, f.logLen, f.st, f.loaded = lf, inode, length, st, true
+	f.log, f.logIno, f.logLen, f.syncedLen, f.st, f.loaded = lf, inode, length, synced, st, true
 	if wasLoaded {
 		f.notifier.Notify()
 	}
@@ -256,7 +269,7 @@ func (f *folder) writeIndex(st indexState) error {
 		lf.Close()
 		return fmt.Errorf("stat index: %w", err)
 	}
-	f.setLog(lf, ino(fi), int64(len(data)), st)
+	f.setLog(lf, ino(fi), int64(len(data)), int64(len(data)), st)
 	return nil
 }
 
@@ -340,17 +353,24 @@ func (f *folder) rebuild() error {
 		}
 		st.uidValidity, st.uidNext = uv, 1
 	}
-	// Files with a dovecot UID first in UID order, then the others in
+	// Files with a dovecot UID first in UID order, then the others in the
+	// order of the UIDs postcove gave them (",U="), then the rest in
 	// delivery order.
 	uidOf := func(df diskFile) store.UID { return ul.uids[df.fn.base] }
 	slices.SortFunc(files, func(a, b diskFile) int {
 		ua, ub := uidOf(a), uidOf(b)
 		switch {
 		case ua != 0 && ub != 0:
-			return int(ua) - int(ub)
+			return cmp.Compare(ua, ub)
 		case ua != 0:
 			return -1
 		case ub != 0:
+			return 1
+		case a.fn.uid != 0 && b.fn.uid != 0 && a.fn.uid != b.fn.uid:
+			return cmp.Compare(a.fn.uid, b.fn.uid)
+		case a.fn.uid != 0 && b.fn.uid == 0:
+			return -1
+		case a.fn.uid == 0 && b.fn.uid != 0:
 			return 1
 		}
 		return byDelivery(a, b)
@@ -401,8 +421,17 @@ func mtimeOf(path string) time.Time {
 
 // firstScan runs when this process first loads the index: it reconciles
 // the index with cur/ as well as new/ (picking up a message a crashed
-// process renamed into cur/ but did not index, and files other programs
-// removed or renamed) and clears tmp/ of abandoned files.
+// process renamed into cur/ but did not index, whose UID its name keeps,
+// and files other programs removed or renamed) and clears tmp/ of
+// abandoned files.
+//
+// The scan of cur/ is skipped when cur/ has not changed since a scan that
+// was recorded as complete (scannedName): every change to cur/ (a
+// delivery's rename, a flag change, an unlink, by us or anyone) sets its
+// mtime to the current time. A scan counts as complete only if cur/ was
+// quiet for scanQuiet before it started, so that a change made during the
+// scan, or in the same clock tick as the mtime it saw, cannot carry that
+// same mtime (the rule dovecot applies to its own Maildir syncs).
 func (f *folder) firstScan() error {
 	if tmp, err := os.ReadDir(f.path("tmp")); err == nil {
 		for _, e := range tmp {
@@ -411,7 +440,33 @@ func (f *folder) firstScan() error {
 			}
 		}
 	}
-	return f.reconcile(true)
+	curMtime := mtimeOf(f.path("cur"))
+	if !curMtime.IsZero() && f.scannedAt() == curMtime.UnixNano() {
+		return f.reconcile(false)
+	}
+	quiet := !curMtime.IsZero() && time.Since(curMtime) > scanQuiet // before the scan starts
+	if err := f.reconcile(true); err != nil {
+		return err
+	}
+	if quiet && mtimeOf(f.path("cur")).Equal(curMtime) {
+		// Losing this file costs one scan; it needs no fsync.
+		_ = os.WriteFile(f.path(scannedName), strconv.AppendInt(nil, curMtime.UnixNano(), 10), 0o600)
+	}
+	return nil
+}
+
+// scannedAt returns the cur/ mtime (Unix ns) of the last complete scan,
+// or 0.
+func (f *folder) scannedAt() int64 {
+	data, err := os.ReadFile(f.path(scannedName))
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.ParseInt(string(data), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // reconcile indexes files that are in new/ (and in cur/ with withCur)
@@ -436,7 +491,7 @@ func (f *folder) reconcile(withCur bool) error {
 	}
 	var recs []record
 	var fresh []diskFile
-	seen := make(map[int]bool)
+	seen := make([]bool, len(f.st.msgs))
 	for _, df := range files {
 		i, ok := byBase[df.fn.base]
 		if !ok {
@@ -461,8 +516,29 @@ func (f *folder) reconcile(withCur bool) error {
 			}
 		}
 	}
-	slices.SortFunc(fresh, byDelivery)
+	// Files whose names carry a UID not given out yet (",U=": deliveries
+	// whose unsynced records a crash lost) get that UID back, in UID order,
+	// before the others, which get new ones in delivery order. A U= below
+	// UIDNEXT was given to another message or burnt: the file (a copy made
+	// by hand from another folder, say) gets a new UID.
+	uidNext := f.st.uidNext
+	keepsUID := func(df diskFile) bool { return df.fn.uid >= uidNext && df.fn.uid != maxUID }
+	slices.SortFunc(fresh, func(a, b diskFile) int {
+		ka, kb := keepsUID(a), keepsUID(b)
+		switch {
+		case ka && kb && a.fn.uid != b.fn.uid:
+			return cmp.Compare(a.fn.uid, b.fn.uid)
+		case ka != kb:
+			if ka {
+				return -1
+			}
+			return 1
+		}
+		return byDelivery(a, b)
+	})
 	added := make(map[string]bool)
+	var lastKept store.UID
+	var renumbered []record // after the kept ones, which are in recs
 	for _, df := range fresh {
 		if added[df.fn.base] {
 			continue
@@ -471,6 +547,10 @@ func (f *folder) reconcile(withCur bool) error {
 		size, mtime, err := f.fileInfo(df)
 		if err != nil {
 			continue
+		}
+		var uid store.UID // 0: the next one
+		if keepsUID(df) && df.fn.uid > lastKept {
+			uid, lastKept = df.fn.uid, df.fn.uid
 		}
 		file := df.file
 		if strings.HasPrefix(file, "new/") {
@@ -481,8 +561,14 @@ func (f *folder) reconcile(withCur bool) error {
 				file = to
 			}
 		}
-		recs = append(recs, record{kind: 'A', size: size, date: mtime, flags: flagsFromLetters(df.fn.letters, f.kw), file: file})
+		r := record{kind: 'A', uid: uid, size: size, date: mtime, flags: flagsFromLetters(df.fn.letters, f.kw), file: file}
+		if uid != 0 {
+			recs = append(recs, r)
+		} else {
+			renumbered = append(renumbered, r)
+		}
 	}
+	recs = append(recs, renumbered...)
 	if len(recs) == 0 {
 		return nil
 	}
@@ -533,9 +619,21 @@ func baseOf(file string) string {
 }
 
 // commit appends recs to the index, fsyncs it and applies them (lock
-// held, state in sync). It gives A records their UIDs and every record its
-// MODSEQ, and returns the records as written.
+// held, state in sync). It gives A records without a UID the next ones
+// (those with one, from their file name, keep it: it is never below
+// UIDNEXT), every record its MODSEQ, and returns the records as written.
 func (f *folder) commit(recs []record) ([]record, error) {
+	return f.write(recs, true)
+}
+
+// commitNoSync is commit without the fsync, for records that a crash may
+// lose because the Maildir itself can restore them: A records of files in
+// a synced cur/ whose names carry their UIDs.
+func (f *folder) commitNoSync(recs []record) ([]record, error) {
+	return f.write(recs, false)
+}
+
+func (f *folder) write(recs []record, sync bool) ([]record, error) {
 	if len(recs) == 0 {
 		return nil, nil
 	}
@@ -544,11 +642,16 @@ func (f *folder) commit(recs []record) ([]record, error) {
 	for i := range recs {
 		r := &recs[i]
 		if r.kind == 'A' {
-			if uidNext == ^store.UID(0) {
-				return nil, fmt.Errorf("mailbox ran out of UIDs")
+			if r.uid == 0 {
+				r.uid = uidNext
 			}
-			r.uid = uidNext
-			uidNext++
+			if r.uid == maxUID {
+				return nil, errOutOfUIDs
+			}
+			if r.uid < uidNext { // a bug: UIDs given out must ascend
+				return nil, fmt.Errorf("maildir: uid %d below UIDNEXT %d", r.uid, uidNext)
+			}
+			uidNext = r.uid + 1
 		}
 		modSeq++
 		r.modSeq = modSeq
@@ -559,11 +662,16 @@ func (f *folder) commit(recs []record) ([]record, error) {
 		_ = f.log.Truncate(f.logLen)
 		return nil, fmt.Errorf("append to index: %w", err)
 	}
-	if err := f.log.Sync(); err != nil {
-		_ = f.log.Truncate(f.logLen)
-		return nil, fmt.Errorf("fsync index: %w", err)
+	if sync {
+		if err := f.log.Sync(); err != nil {
+			_ = f.log.Truncate(f.logLen)
+			return nil, fmt.Errorf("fsync index: %w", err)
+		}
 	}
 	f.logLen += int64(len(buf))
+	if sync {
+		f.syncedLen = f.logLen
+	}
 	if err := f.st.apply(recs); err != nil {
 		return nil, err // cannot happen: commit only writes valid records
 	}
@@ -574,6 +682,22 @@ func (f *folder) commit(recs []record) ([]record, error) {
 		}
 	}
 	return recs, nil
+}
+
+// syncForReaders makes the index durable before a session is shown what
+// it says (lock held): a delivery's record is written without an fsync
+// (commitNoSync), and a UID or UIDNEXT that a client has seen must not go
+// back after a crash, even if the message's file, which also carries its
+// UID, were removed by another program before postcove started again.
+func (f *folder) syncForReaders() error {
+	if f.log == nil || f.syncedLen >= f.logLen {
+		return nil
+	}
+	if err := f.log.Sync(); err != nil {
+		return fmt.Errorf("fsync index: %w", err)
+	}
+	f.syncedLen = f.logLen
+	return nil
 }
 
 // find returns the message file's current path relative to the folder:

@@ -68,6 +68,7 @@ func FuzzFileName(f *testing.F) {
 	for _, s := range []string{
 		"1700000000.M123P45Q6R0a1b2c3d.host,S=1234,W=1260:2,RS",
 		"1600000002.M3P1.old,S=7", "x:2,", "x:1,abc", ":2,S", "a,S=,W=x:2,Sab", ".hidden", "a:b:c",
+		"1700000000.M1P2Q3R4.host,S=5,W=6,U=42:2,F", "a,U=4294967296,U=-1,U=:2,",
 	} {
 		f.Add(s)
 	}

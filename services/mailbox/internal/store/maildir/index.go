@@ -29,11 +29,15 @@ import (
 // "new/<name>"; both are %-escaped (bytes outside 0x21-0x7E, "%" and ",").
 //
 // Replaying the records in order gives the folder's state. Writers append
-// a batch of records with one write(2) and fsync it before they release the
-// folder lock, so a crash can only leave the last batch torn: a final line
-// without its newline, or whose checksum fails (also when the file system
-// filled its end with zeros). Replay stops there and the next writer
-// truncates it away; those records were never acknowledged. A bad record
+// a batch of records with one write(2), and fsync it before they release
+// the folder lock, except for the A records of deliveries and copies: their
+// files carry their UIDs (",U=", filename.go), so losing the records costs
+// nothing that the next start's scan of cur/ does not restore. So a crash
+// can only lose a tail of the log: A records that the Maildir restores,
+// then at most one torn batch, a final line without its newline or whose
+// checksum fails (also when the file system filled its end with zeros).
+// Replay stops there and the next writer truncates it away; a torn batch
+// was never acknowledged. A bad record
 // with good ones after it cannot come from a crash: the index is corrupt
 // and is rebuilt from the Maildir. When the log has grown well past its live
 // content it is compacted: the state is written as H and A records to a
@@ -43,7 +47,13 @@ import (
 // maxRecordLen bounds one record line.
 const maxRecordLen = 64 << 10
 
-var errCorruptIndex = errors.New("corrupt index")
+var (
+	errCorruptIndex = errors.New("corrupt index")
+	errOutOfUIDs    = errors.New("mailbox ran out of UIDs")
+)
+
+// maxUID is never given out: UIDNEXT must stay representable.
+const maxUID = ^store.UID(0)
 
 // record is one index record; which fields are used depends on kind.
 type record struct {
@@ -59,8 +69,10 @@ type record struct {
 	file          string
 }
 
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
 func crc(payload []byte) uint32 {
-	return crc32.Checksum(payload, crc32.MakeTable(crc32.Castagnoli))
+	return crc32.Checksum(payload, castagnoli)
 }
 
 // appendRecord appends r's line to b.
@@ -112,6 +124,7 @@ func unescapeField(s string) (string, error) {
 		return s, nil
 	}
 	var b strings.Builder
+	b.Grow(len(s))
 	for i := 0; i < len(s); i++ {
 		if s[i] != '%' {
 			b.WriteByte(s[i])
@@ -151,11 +164,70 @@ func (n *numbers) parseInt(s string) int64 {
 
 // parseRecord parses one payload.
 func parseRecord(p string) (record, error) {
-	f := strings.Split(p, " ")
+	return (&decoder{}).record(p)
+}
+
+// decoder parses the records of one log. Most messages share a few flag
+// lists ("-", `\Seen`, ...), so it decodes each distinct list once and
+// gives the records the same slice (store.Message's slices are shared and
+// never modified): a 100,000-message index then costs little more than
+// one allocation per record.
+type decoder struct {
+	flags map[string][]string
+}
+
+// maxInternedFlagLists bounds the decoder's memory on an index where every
+// message has its own keywords.
+const maxInternedFlagLists = 1024
+
+func (d *decoder) decodeFlags(s string) ([]string, error) {
+	if s == "-" {
+		return nil, nil
+	}
+	if fl, ok := d.flags[s]; ok {
+		return fl, nil
+	}
+	fl, err := decodeFlags(s)
+	if err != nil {
+		return nil, err
+	}
+	if d.flags == nil {
+		d.flags = make(map[string][]string)
+	}
+	if len(d.flags) < maxInternedFlagLists {
+		d.flags[s] = fl
+	}
+	return fl, nil
+}
+
+// splitFields cuts p at single spaces into f and returns how many fields
+// there were (up to len(f)+1: more than len(f) means too many).
+func splitFields(p string, f *[7]string) int {
+	n := 0
+	for {
+		i := strings.IndexByte(p, ' ')
+		if n == len(f) {
+			return n + 1
+		}
+		if i < 0 {
+			f[n] = p
+			return n + 1
+		}
+		f[n], p = p[:i], p[i+1:]
+		n++
+	}
+}
+
+func (d *decoder) record(p string) (record, error) {
+	var fa [7]string
+	nf := splitFields(p, &fa)
+	f := fa[:min(nf, len(fa))]
 	var r record
 	var n numbers
 	var err error
 	switch {
+	case nf > len(fa):
+		return record{}, errCorruptIndex
 	case f[0] == "H" && len(f) == 5 && f[1] == "1":
 		r = record{kind: 'H', uidValidity: uint32(n.parse(f[2], 32)), uidNext: store.UID(n.parse(f[3], 32)), highestModSeq: n.parse(f[4], 63)}
 		if r.uidValidity == 0 || r.uidNext == 0 {
@@ -165,13 +237,13 @@ func parseRecord(p string) (record, error) {
 	case f[0] == "A" && len(f) == 7:
 		r = record{kind: 'A', uid: store.UID(n.parse(f[1], 32)), modSeq: n.parse(f[2], 63), size: int64(n.parse(f[3], 63))}
 		r.date = time.UnixMilli(n.parseInt(f[4]))
-		r.flags, err = decodeFlags(f[5])
+		r.flags, err = d.decodeFlags(f[5])
 		if err == nil {
 			r.file, err = decodeFile(f[6])
 		}
 	case f[0] == "F" && len(f) == 5:
 		r = record{kind: 'F', uid: store.UID(n.parse(f[1], 32)), modSeq: n.parse(f[2], 63)}
-		r.flags, err = decodeFlags(f[3])
+		r.flags, err = d.decodeFlags(f[3])
 		if err == nil {
 			r.file, err = decodeFile(f[4])
 		}
@@ -231,6 +303,9 @@ func decodeFile(s string) (string, error) {
 // torn tail to truncate. A bad record followed by more data is
 // errCorruptIndex.
 func parseLog(data []byte) (recs []record, good int, err error) {
+	// About 100 bytes a record: one allocation for the slice, mostly.
+	recs = make([]record, 0, len(data)/90+1)
+	var d decoder
 	for off := 0; off < len(data); {
 		nl := bytes.IndexByte(data[off:], '\n')
 		if nl < 0 {
@@ -238,7 +313,7 @@ func parseLog(data []byte) (recs []record, good int, err error) {
 		}
 		line := data[off : off+nl]
 		next := off + nl + 1
-		r, ok := parseLine(line)
+		r, ok := d.line(line)
 		if !ok {
 			if isTail(data[next:]) {
 				return recs, off, nil
@@ -262,16 +337,35 @@ func isTail(rest []byte) bool {
 	return true
 }
 
-func parseLine(line []byte) (record, bool) {
+func (d *decoder) line(line []byte) (record, bool) {
 	if len(line) < 10 || len(line) > maxRecordLen || line[8] != ' ' {
 		return record{}, false
 	}
-	want, err := strconv.ParseUint(string(line[:8]), 16, 32)
-	if err != nil || uint32(want) != crc(line[9:]) {
+	want, ok := parseHex32(line[:8])
+	if !ok || want != crc(line[9:]) {
 		return record{}, false
 	}
-	r, err := parseRecord(string(line[9:]))
+	r, err := d.record(string(line[9:]))
 	return r, err == nil
+}
+
+// parseHex32 parses 8 lower-case hex digits, as appendRecord writes them.
+func parseHex32(b []byte) (uint32, bool) {
+	var v uint32
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		v = v<<4 | uint32(c)
+	}
+	return v, true
 }
 
 // indexState is a folder's state as the index describes it.
@@ -288,6 +382,14 @@ type indexState struct {
 type rec struct {
 	store.Message
 	file string
+}
+
+// nextUID is the UID the next message gets.
+func (st *indexState) nextUID() (store.UID, error) {
+	if st.uidNext == maxUID {
+		return 0, errOutOfUIDs
+	}
+	return st.uidNext, nil
 }
 
 func (st *indexState) at(i int) *store.Message { return &st.msgs[i].Message }
@@ -310,6 +412,14 @@ func (st *indexState) find(uid store.UID) (int, bool) {
 // nothing).
 func (st *indexState) apply(recs []record) error {
 	var dead []int // indexes into st.msgs of expunged messages
+	var isDead map[int]bool
+	adds := 0
+	for _, r := range recs {
+		if r.kind == 'A' {
+			adds++
+		}
+	}
+	st.msgs = slices.Grow(st.msgs, adds)
 	for _, r := range recs {
 		if r.kind == 'H' {
 			if st.uidValidity != 0 {
@@ -336,14 +446,18 @@ func (st *indexState) apply(recs []record) error {
 				UID: r.uid, ID: fn.id(), Flags: r.flags, ModSeq: r.modSeq, Size: r.size, InternalDate: r.date,
 			}, file: r.file})
 			st.uidNext = max(st.uidNext, r.uid+1)
-			st.keywords = store.AddKeywords(st.keywords, r.flags)
+			st.addKeywords(r.flags)
 		case 'F':
-			if i, ok := st.find(r.uid); ok && !slices.Contains(dead, i) {
+			if i, ok := st.find(r.uid); ok && !isDead[i] {
 				st.msgs[i].Flags, st.msgs[i].ModSeq, st.msgs[i].file = r.flags, r.modSeq, r.file
-				st.keywords = store.AddKeywords(st.keywords, r.flags)
+				st.addKeywords(r.flags)
 			}
 		case 'X':
-			if i, ok := st.find(r.uid); ok {
+			if i, ok := st.find(r.uid); ok && !isDead[i] {
+				if isDead == nil {
+					isDead = make(map[int]bool)
+				}
+				isDead[i] = true
 				dead = append(dead, i)
 			}
 		}
@@ -360,6 +474,17 @@ func (st *indexState) apply(recs []record) error {
 		st.msgs = kept
 	}
 	return nil
+}
+
+// addKeywords adds the keywords among flags to st.keywords; it allocates
+// only when there is a new one, which is rare.
+func (st *indexState) addKeywords(flags []string) {
+	for _, f := range flags {
+		if !strings.HasPrefix(f, `\`) && !store.HasFlag(st.keywords, f) {
+			st.keywords = store.AddKeywords(st.keywords, flags)
+			return
+		}
+	}
 }
 
 // snapshot encodes st as a compacted log.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -273,5 +274,159 @@ func TestForeignDelivery(t *testing.T) {
 	}
 	if n, _ := filepath.Glob(filepath.Join(inbox, "new", "*")); len(n) != 0 {
 		t.Errorf("new/ still has %v", n)
+	}
+}
+
+// TestLostIndexTail is a crash of the machine after deliveries whose index
+// records were never fsynced (commitNoSync): the records are gone, the
+// files are in cur/ with their UIDs in their names. The next start must
+// index them under the same UIDs, keep UIDVALIDITY, and give the next
+// delivery a UID after them. A file whose ",U=" is already taken (copied
+// by hand from elsewhere) gets a new UID instead.
+func TestLostIndexTail(t *testing.T) {
+	root := testlib.TempDir(t)
+	s, m := openAlice(t, root)
+	inbox := filepath.Join(root, "example.org", "alice", "Maildir")
+	index := filepath.Join(inbox, indexName)
+	storetest.Append(t, m, "INBOX", storetest.Msg(1))
+	storetest.Append(t, m, "INBOX", storetest.Msg(2), store.FlagSeen)
+	fi, err := os.Stat(index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	durable := fi.Size()
+	for i := 3; i <= 5; i++ {
+		if res := storetest.Append(t, m, "INBOX", storetest.Msg(i), store.FlagFlagged); res.UID != store.UID(i) {
+			t.Fatalf("Append %d got UID %d", i, res.UID)
+		}
+	}
+	before, err := m.Status(t.Context(), "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	// The crash: the last three records never reached the disk.
+	if err := os.Truncate(index, durable); err != nil {
+		t.Fatal(err)
+	}
+	// And someone copied message 1's file by hand under a new base name:
+	// its U=1 is taken, so it must get a new UID, after the recovered ones.
+	ones, _ := filepath.Glob(filepath.Join(inbox, "cur", "*,U=1:*"))
+	if len(ones) != 1 {
+		t.Fatalf("files with U=1: %v", ones)
+	}
+	data, _ := os.ReadFile(ones[0])
+	copyName := strings.Replace(filepath.Base(ones[0]), ".M", ".Mcopy", 1)
+	if err := os.WriteFile(filepath.Join(inbox, "cur", copyName), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	st, msgs, bodies := reopen(t, root)
+	if st.UIDValidity != before.UIDValidity {
+		t.Errorf("UIDVALIDITY %d -> %d, want unchanged", before.UIDValidity, st.UIDValidity)
+	}
+	if len(msgs) != 6 {
+		t.Fatalf("%d messages after the crash, want 6", len(msgs))
+	}
+	for i := range 5 {
+		if msgs[i].UID != store.UID(i+1) || bodies[i] != storetest.Msg(i+1) {
+			t.Errorf("message %d = UID %d %q, want UID %d %q", i, msgs[i].UID, bodies[i], i+1, storetest.Msg(i+1))
+		}
+		if i >= 2 && !store.HasFlag(msgs[i].Flags, store.FlagFlagged) {
+			t.Errorf("UID %d lost \\Flagged: %v", msgs[i].UID, msgs[i].Flags)
+		}
+	}
+	if msgs[5].UID != 6 || bodies[5] != storetest.Msg(1) {
+		t.Errorf("the hand-made copy = UID %d %q, want UID 6 %q", msgs[5].UID, bodies[5], storetest.Msg(1))
+	}
+	s2 := openStore(t, root, Options{})
+	m2, err := s2.User(t.Context(), "alice@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := storetest.Append(t, m2, "INBOX", storetest.Msg(7)); res.UID != 7 {
+		t.Errorf("next delivery got UID %d, want 7", res.UID)
+	}
+}
+
+// TestSyncBeforeSessionsSee checks that the index records a delivery
+// wrote without an fsync are fsynced before a session is shown them.
+func TestSyncBeforeSessionsSee(t *testing.T) {
+	s := openStore(t, testlib.TempDir(t), Options{})
+	m, err := s.User(t.Context(), "alice@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb := storetest.Select(t, m, "INBOX")
+	storetest.Append(t, m, "INBOX", storetest.Msg(1))
+	f := mb.(*handle).f
+	f.mu.Lock()
+	unsynced := f.syncedLen < f.logLen
+	f.mu.Unlock()
+	if !unsynced {
+		t.Fatalf("a delivery's record was fsynced: the test no longer tests anything")
+	}
+	if _, err := mb.Poll(t.Context(), true); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.syncedLen != f.logLen {
+		t.Errorf("after Poll: %d of %d index bytes known durable", f.syncedLen, f.logLen)
+	}
+}
+
+// TestCurScanSkippedOnlyWhenUnchanged checks when a fresh process scans
+// cur/: not when cur/ is as a recorded complete scan left it, always when
+// it changed since (here: a delivery whose index record a crash lost).
+func TestCurScanSkippedOnlyWhenUnchanged(t *testing.T) {
+	root, inbox, _, _ := fixture(t)
+	cur := filepath.Join(inbox, "cur")
+	quiet := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(cur, quiet, quiet); err != nil {
+		t.Fatal(err)
+	}
+	if st, _, _ := reopen(t, root); st.Messages != 3 {
+		t.Fatalf("%d messages, want 3", st.Messages)
+	}
+	if data, err := os.ReadFile(filepath.Join(inbox, scannedName)); err != nil || string(data) != strconv.FormatInt(quiet.UnixNano(), 10) {
+		t.Fatalf("%s = %q, %v; want the quiet mtime %d", scannedName, data, err, quiet.UnixNano())
+	}
+
+	// A file slipped into cur/ with its mtime put back: invisible to a
+	// start that trusts the recorded scan, which shows that it skipped it.
+	data, _ := os.ReadFile(filepath.Join(inbox, indexName))
+	hidden := filepath.Join(cur, "1700000000.M1P1.hidden,S=4:2,")
+	if err := os.WriteFile(hidden, []byte("a\r\n\r\n"[:4]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(cur, quiet, quiet); err != nil {
+		t.Fatal(err)
+	}
+	if st, _, _ := reopen(t, root); st.Messages != 3 {
+		t.Fatalf("cur/ was scanned although unchanged: %d messages, want 3", st.Messages)
+	}
+	if err := os.Remove(hidden); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(inbox, indexName), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(cur, quiet, quiet); err != nil {
+		t.Fatal(err)
+	}
+
+	// A delivery changes cur/; the crash loses its record; the next start
+	// must scan and find it under its UID.
+	s, m := openAlice(t, root)
+	fi, _ := os.Stat(filepath.Join(inbox, indexName))
+	res := storetest.Append(t, m, "INBOX", storetest.Msg(4))
+	s.Close()
+	if err := os.Truncate(filepath.Join(inbox, indexName), fi.Size()); err != nil {
+		t.Fatal(err)
+	}
+	st, msgs, bodies := reopen(t, root)
+	if st.Messages != 4 || msgs[3].UID != res.UID || bodies[3] != storetest.Msg(4) {
+		t.Errorf("after the lost record: %d messages, last UID %d; want 4 and UID %d", st.Messages, msgs[len(msgs)-1].UID, res.UID)
 	}
 }

@@ -103,6 +103,13 @@ func syncDir(dir string) error {
 // writeFileSync writes a file crash-safely: a temporary file in the same
 // directory, fsynced, renamed over path, and the directory fsynced.
 func writeFileSync(path string, data []byte) error {
+	return replaceFile(path, data, true)
+}
+
+// replaceFile writes data to a temporary file in path's directory and
+// renames it over path, so readers see the old content or the new; with
+// durable, the file and then the directory are fsynced too.
+func replaceFile(path string, data []byte, durable bool) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -113,10 +120,12 @@ func writeFileSync(path string, data []byte) error {
 		os.Remove(tmp)
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
+	if durable {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			os.Remove(tmp)
+			return err
+		}
 	}
 	if err := f.Close(); err != nil {
 		os.Remove(tmp)
@@ -125,6 +134,9 @@ func writeFileSync(path string, data []byte) error {
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
 		return err
+	}
+	if !durable {
+		return nil
 	}
 	return syncDir(filepath.Dir(path))
 }

@@ -1,6 +1,7 @@
 package maildir
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -25,11 +26,20 @@ type sizeCounter struct {
 
 func (c *sizeCounter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
-	for _, b := range p[:n] {
-		if b == '\n' && !c.lastWasCR {
-			c.vsize++
+	written := p[:n]
+	prevCR := c.lastWasCR
+	for len(written) > 0 {
+		i := bytes.IndexByte(written, '\n')
+		if i < 0 {
+			break
 		}
-		c.lastWasCR = b == '\r'
+		if !(i == 0 && prevCR || i > 0 && written[i-1] == '\r') {
+			c.vsize++ // a bare LF: one more octet with CRLF
+		}
+		written, prevCR = written[i+1:], false
+	}
+	if n > 0 {
+		c.lastWasCR = p[n-1] == '\r'
 	}
 	c.size += int64(n)
 	c.vsize += int64(n)
@@ -54,7 +64,7 @@ func (m *mailboxes) Append(ctx context.Context, name string, r io.Reader, opts s
 	}
 	unique := m.s.newUnique()
 	tmp := filepath.Join(dir, "tmp", unique)
-	size, vsize, err := m.spool(tmp, r)
+	size, vsize, err := m.spool(tmp, r, date)
 	if err != nil {
 		return store.AppendResult{}, err
 	}
@@ -67,10 +77,6 @@ func (m *mailboxes) Append(ctx context.Context, name string, r io.Reader, opts s
 	if err := m.checkQuota(size); err != nil {
 		return store.AppendResult{}, err
 	}
-	// Dovecot takes a Maildir message's INTERNALDATE from its mtime.
-	if err := os.Chtimes(tmp, date, date); err != nil {
-		return store.AppendResult{}, fmt.Errorf("set internal date: %w", err)
-	}
 	if err := ctx.Err(); err != nil {
 		return store.AppendResult{}, err
 	}
@@ -80,13 +86,17 @@ func (m *mailboxes) Append(ctx context.Context, name string, r io.Reader, opts s
 			return err
 		}
 		defer f.end()
-		fn := fileName{base: withSizes(unique, size, vsize)}
+		uid, err := f.st.nextUID()
+		if err != nil {
+			return err
+		}
+		fn := fileName{base: baseName(unique, size, vsize, uid)}
 		file := "cur/" + fn.withLetters(lettersFromFlags(flags, f.kw))
 		if err := os.Rename(tmp, f.path(file)); err != nil {
 			return fmt.Errorf("deliver: %w", err)
 		}
 		committed = true
-		recs, err := f.commitAdded([]record{{kind: 'A', size: size, date: date, flags: flags, file: file}})
+		recs, err := f.commitAdded([]record{{kind: 'A', uid: uid, size: size, date: date, flags: flags, file: file}})
 		if err != nil {
 			return err
 		}
@@ -102,11 +112,15 @@ func (m *mailboxes) Append(ctx context.Context, name string, r io.Reader, opts s
 
 // commitAdded makes the files of new A records durable in cur/ and then
 // commits the records; if that fails the files are removed, so that a
-// failed append leaves nothing behind (lock held).
+// failed append leaves nothing behind (lock held). The records carry the
+// UIDs already given in the files' names (",U="), so they are written
+// without an fsync: once cur/ is synced, the file alone keeps the message
+// and its UID through a crash, and the index is synced before a session
+// is shown the UID (syncForReaders).
 func (f *folder) commitAdded(recs []record) ([]record, error) {
 	err := syncDir(f.path("cur"))
 	if err == nil {
-		recs, err = f.commit(recs)
+		recs, err = f.commitNoSync(recs)
 	}
 	if err != nil {
 		for _, r := range recs {
@@ -117,9 +131,9 @@ func (f *folder) commitAdded(recs []record) ([]record, error) {
 	return recs, nil
 }
 
-// spool writes a message to a new file in tmp/ and fsyncs it, enforcing
-// MaxMessageSize; on failure the file is gone.
-func (m *mailboxes) spool(path string, r io.Reader) (size, vsize int64, err error) {
+// spool writes a message to a new file in tmp/ with date as its mtime and
+// fsyncs it, enforcing MaxMessageSize; on failure the file is gone.
+func (m *mailboxes) spool(path string, r io.Reader, date time.Time) (size, vsize int64, err error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return 0, 0, fmt.Errorf("spool: %w", err)
@@ -141,6 +155,11 @@ func (m *mailboxes) spool(path string, r io.Reader) (size, vsize int64, err erro
 	}
 	if max > 0 && c.size > max {
 		return 0, 0, fmt.Errorf("%w: more than %d bytes", store.ErrTooBig, max)
+	}
+	// Dovecot takes a Maildir message's INTERNALDATE from its mtime. Set
+	// before the fsync, so that the fsync makes it durable too.
+	if err := os.Chtimes(path, date, date); err != nil {
+		return 0, 0, fmt.Errorf("set internal date: %w", err)
 	}
 	if err := f.Sync(); err != nil {
 		return 0, 0, fmt.Errorf("spool: fsync: %w", err)
@@ -164,7 +183,11 @@ func (m *mailboxes) Select(ctx context.Context, name string) (store.Mailbox, err
 		return nil, err
 	}
 	f.mu.Lock()
-	if err := f.refresh(true); err != nil {
+	err = f.refresh(true)
+	if err == nil {
+		err = f.syncForReaders()
+	}
+	if err != nil {
 		f.mu.Unlock()
 		// release takes the store's lock, which is never taken inside a
 		// folder's mu: only after unlocking.
@@ -228,6 +251,9 @@ func (h *handle) lock(scanNew bool) error {
 	}
 	if err == nil && h.f.st.uidValidity != h.uidValidity {
 		err = fmt.Errorf("%w: %q", store.ErrUIDValidityChanged, h.name)
+	}
+	if err == nil {
+		err = h.f.syncForReaders()
 	}
 	if err != nil {
 		h.f.mu.Unlock()
@@ -435,21 +461,29 @@ func (h *handle) copy(uids []store.UID, dest string) (store.CopyResult, int64, e
 		}
 		defer g.end()
 		var recs []record
+		uid, err := g.st.nextUID()
+		if err != nil {
+			return err
+		}
 		for _, src := range srcs {
+			if uid == maxUID {
+				return errOutOfUIDs
+			}
 			fn, _ := parseFileName(src.file[4:])
-			to := "cur/" + fileName{base: withSizes(h.m.s.newUnique(), src.Size, fn.vsize)}.withLetters(lettersFromFlags(src.Flags, g.kw))
+			to := "cur/" + fileName{base: baseName(h.m.s.newUnique(), src.Size, fn.vsize, uid)}.withLetters(lettersFromFlags(src.Flags, g.kw))
 			if !h.f.linkInto(src, g, to) {
 				continue // expunged meanwhile
 			}
 			res.SourceUIDs = append(res.SourceUIDs, src.UID)
-			recs = append(recs, record{kind: 'A', size: src.Size, date: src.InternalDate, flags: src.Flags, file: to})
+			recs = append(recs, record{kind: 'A', uid: uid, size: src.Size, date: src.InternalDate, flags: src.Flags, file: to})
+			uid++
 			copied += src.Size
 		}
 		if len(recs) == 0 {
 			res.UIDValidity = g.st.uidValidity
 			return nil
 		}
-		recs, err := g.commitAdded(recs)
+		recs, err = g.commitAdded(recs)
 		if err != nil {
 			return err
 		}

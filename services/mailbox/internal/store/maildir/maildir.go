@@ -16,12 +16,18 @@
 //	Maildir/maildirsize                         Maildir++ quota
 //	Maildir/subscriptions                       dovecot's subscription list
 //	<folder>/postcove-index                     UIDs, flags, MODSEQ (index.go)
+//	<folder>/postcove-index.scanned             cur/'s mtime at its last full scan
 //
-// A delivery writes the message to tmp/, fsyncs it, and, holding the
-// folder lock, renames it into cur/, fsyncs cur/ and appends its index
-// record, fsynced: only then does Append return. Flags live in the index;
-// the system flags are mirrored into the file name (":2,FRS") so that
-// dovecot and Maildir MUAs see them too.
+// A delivery writes the message to tmp/ and fsyncs it, then, holding the
+// folder lock, renames it into cur/ under a name that carries its UID
+// (",U=<uid>"), fsyncs cur/ and appends its index record: only then does
+// Append return. Those two fsyncs are all a delivery costs. The record is
+// not fsynced: after a crash that lost it, the file still says its UID and
+// the next start's scan of cur/ indexes it again under that UID, with the
+// same UIDVALIDITY (folder.firstScan, folder.reconcile). The index is
+// fsynced before a session is shown what it holds (folder.syncForReaders).
+// Flags live in the index; the system flags are mirrored into the file
+// name (":2,FRS") so that dovecot and Maildir MUAs see them too.
 //
 // IMAP rules kept: UIDs ascend and are never reused under one UIDVALIDITY;
 // an index that is lost or corrupt is rebuilt from the files with a new
@@ -82,6 +88,9 @@ type Store struct {
 	mu      sync.Mutex // protects folders, closed and each folder's refs and lastUsed
 	folders map[string]*folder
 	closed  bool
+
+	quotaMu sync.Mutex           // protects quotas
+	quotas  map[string]quotaSeen // user's Maildir → its maildirsize as last parsed
 }
 
 var (
@@ -115,7 +124,7 @@ func Open(opts Options) (*Store, error) {
 	if opts.MaxIdleFolders <= 0 {
 		opts.MaxIdleFolders = 256
 	}
-	return &Store{opts: opts, pid: os.Getpid(), folders: make(map[string]*folder)}, nil
+	return &Store{opts: opts, pid: os.Getpid(), folders: make(map[string]*folder), quotas: make(map[string]quotaSeen)}, nil
 }
 
 // Close releases every cached folder. Handles still open fail afterwards.
@@ -139,6 +148,9 @@ func (f *folder) close() {
 		f.stop = nil
 	}
 	if f.log != nil {
+		// Not needed for safety (see commitAdded), but it spares the next
+		// process a rescan of what this one delivered.
+		_ = f.syncForReaders()
 		f.log.Close()
 		f.log = nil
 	}
@@ -298,10 +310,13 @@ func (m *mailboxes) ensure() error {
 			if name == store.Inbox {
 				continue
 			}
-			if err := m.createLocked(name); err != nil && !errors.Is(err, store.ErrMailboxExists) {
+			// Synced by writeSubscriptions, once for all the folders.
+			if err := m.createLocked(name, false); err != nil && !errors.Is(err, store.ErrMailboxExists) {
 				return err
 			}
 		}
+		// writeSubscriptions fsyncs the Maildir: the folders are durable
+		// before cur/, which says they are all there.
 		if err := m.writeSubscriptions(subs); err != nil {
 			return err
 		}
@@ -415,13 +430,14 @@ func (m *mailboxes) Create(ctx context.Context, name string) error {
 	if name == store.Inbox {
 		return fmt.Errorf("%w: %q", store.ErrMailboxExists, name)
 	}
-	return m.userLock(func() error { return m.createLocked(name) })
+	return m.userLock(func() error { return m.createLocked(name, true) })
 }
 
 // createLocked makes the folder directory under a temporary name and
 // renames it into place, so other processes never see half a folder (user
-// lock held).
-func (m *mailboxes) createLocked(name string) error {
+// lock held). syncParent makes the new entry in the Maildir durable; the
+// caller does that itself otherwise.
+func (m *mailboxes) createLocked(name string, syncParent bool) error {
 	_, dir, err := m.folderDir(name)
 	if err != nil {
 		return err
@@ -449,6 +465,9 @@ func (m *mailboxes) createLocked(name string) error {
 		return fmt.Errorf("create %q: %w", name, err)
 	}
 	m.s.forget(dir)
+	if !syncParent {
+		return nil
+	}
 	return syncDir(m.root)
 }
 
@@ -539,6 +558,9 @@ func (m *mailboxes) Status(ctx context.Context, name string) (store.Status, erro
 	var st store.Status
 	err := m.withFolder(name, func(f *folder) error {
 		if err := f.refresh(true); err != nil {
+			return err
+		}
+		if err := f.syncForReaders(); err != nil {
 			return err
 		}
 		st = f.status()

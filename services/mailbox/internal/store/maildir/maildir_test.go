@@ -90,8 +90,8 @@ func TestLayout(t *testing.T) {
 		names = append(names, filepath.Base(f))
 	}
 	joined := strings.Join(names, " ")
-	// "a\nb\n" is 4 bytes, 6 with CRLF line ends.
-	for _, want := range []string{`.mx1\0722\057a\054b,S=`, ",S=4,W=6:2,", ":2,RS", ",S=" + itoa(len(storetest.Msg(1))) + ",W=" + itoa(len(storetest.Msg(1))) + ":2,RS"} {
+	// "a\nb\n" is 4 bytes, 6 with CRLF line ends; ",U=" is the UID.
+	for _, want := range []string{`.mx1\0722\057a\054b,S=`, ",S=4,W=6,U=2:2,", ":2,RS", ",S=" + itoa(len(storetest.Msg(1))) + ",W=" + itoa(len(storetest.Msg(1))) + ",U=1:2,RS"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("file names %q lack %q", joined, want)
 		}
@@ -140,6 +140,30 @@ func TestTraversalStaysInside(t *testing.T) {
 	for _, addr := range []string{"../x@example.org", "a@..", "a/b@example.org", "@example.org", "a@", ".a@example.org", "a@b/c", "a\x00@example.org", "noat"} {
 		if _, err := s.User(t.Context(), addr); !errors.Is(err, store.ErrInvalidName) {
 			t.Errorf("User(%q) = %v, want ErrInvalidName", addr, err)
+		}
+	}
+}
+
+// TestSizeCounter checks the CRLF size (dovecot's W=) of messages written
+// in chunks that split a CRLF, against a byte-by-byte count.
+func TestSizeCounter(t *testing.T) {
+	for _, msg := range []string{"", "a", "\n", "\r\n", "a\nb\r\nc\n", "\r\r\n\n\r", "x\r", strings.Repeat("ab\r\ncd\n", 50)} {
+		var want int64
+		for i := 0; i < len(msg); i++ {
+			if msg[i] == '\n' && (i == 0 || msg[i-1] != '\r') {
+				want++
+			}
+		}
+		want += int64(len(msg))
+		for chunk := 1; chunk <= len(msg)+1; chunk++ {
+			var sink strings.Builder
+			c := &sizeCounter{w: &sink}
+			for i := 0; i < len(msg); i += chunk {
+				c.Write([]byte(msg[i:min(i+chunk, len(msg))]))
+			}
+			if c.vsize != want || c.size != int64(len(msg)) || sink.String() != msg {
+				t.Errorf("sizeCounter(%q in chunks of %d) = size %d vsize %d, want %d %d", msg, chunk, c.size, c.vsize, len(msg), want)
+			}
 		}
 	}
 }

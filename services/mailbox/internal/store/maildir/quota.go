@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/postcove/postcove/services/mailbox/internal/store"
 )
@@ -30,6 +32,8 @@ const (
 	quotaName     = "maildirsize"
 	quotaLockName = "postcove-quota.lock"
 	quotaMaxFile  = 5120
+	// maxQuotaCache bounds the users whose maildirsize a Store remembers.
+	maxQuotaCache = 4096
 )
 
 // quotaFile is the parsed maildirsize.
@@ -73,16 +77,84 @@ func (m *mailboxes) quotaLock(fn func() error) error {
 	return withLock(filepath.Join(m.root, quotaLockName), fn)
 }
 
+// quotaSeen is a parsed maildirsize and the file it was parsed from: the
+// same inode with the same size and mtime has the same content, because
+// the file is only ever appended to or replaced by a rename.
+type quotaSeen struct {
+	ino   uint64
+	size  int64
+	mtime time.Time
+	q     quotaFile
+}
+
+func (c quotaSeen) matches(fi fs.FileInfo) bool {
+	return fi != nil && ino(fi) == c.ino && fi.Size() == c.size && fi.ModTime().Equal(c.mtime)
+}
+
+// cachedQuota returns the usage without taking the quota lock or reading
+// the file when it has not changed since this Store last parsed it; a
+// delivery checks the quota twice (SetQuotaLimit, Append), and most of
+// the time nothing changed in between.
+func (m *mailboxes) cachedQuota() (quotaFile, bool) {
+	fi, err := os.Stat(filepath.Join(m.root, quotaName))
+	if err != nil {
+		return quotaFile{}, false
+	}
+	m.s.quotaMu.Lock()
+	defer m.s.quotaMu.Unlock()
+	c, ok := m.s.quotas[m.root]
+	if !ok || !c.matches(fi) {
+		return quotaFile{}, false
+	}
+	return c.q, true
+}
+
+// remember records what maildirsize, as fi says it is now, sums to.
+func (m *mailboxes) remember(fi fs.FileInfo, q quotaFile) {
+	m.s.quotaMu.Lock()
+	defer m.s.quotaMu.Unlock()
+	if len(m.s.quotas) >= maxQuotaCache {
+		clear(m.s.quotas) // crude, but the cache only saves reads
+	}
+	m.s.quotas[m.root] = quotaSeen{ino: ino(fi), size: fi.Size(), mtime: fi.ModTime(), q: q}
+}
+
+// readQuota returns the usage: from the cache, or under the quota lock.
+func (m *mailboxes) readQuota() (quotaFile, error) {
+	if q, ok := m.cachedQuota(); ok {
+		return q, nil
+	}
+	var q quotaFile
+	err := m.quotaLock(func() error {
+		var err error
+		q, err = m.readQuotaLocked()
+		return err
+	})
+	return q, err
+}
+
 // readQuotaLocked returns the usage, recalculating when needed (quota
 // lock held).
 func (m *mailboxes) readQuotaLocked() (quotaFile, error) {
 	path := filepath.Join(m.root, quotaName)
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	var data []byte
+	var fi fs.FileInfo
+	if err == nil {
+		fi, err = f.Stat()
+		if err == nil {
+			data, err = io.ReadAll(io.LimitReader(f, quotaMaxFile+1))
+		}
+		f.Close()
+	}
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return quotaFile{}, fmt.Errorf("read quota: %w", err)
 	}
 	q, perr := parseQuotaFile(string(data))
 	if err == nil && perr == nil && len(data) <= quotaMaxFile && q.bytes >= 0 && q.messages >= 0 {
+		if int64(len(data)) == fi.Size() {
+			m.remember(fi, q)
+		}
 		return q, nil
 	}
 	return m.recalcLocked(q.limit)
@@ -110,9 +182,13 @@ func (m *mailboxes) recalcLocked(limit int64) (quotaFile, error) {
 				continue
 			}
 			for _, df := range files {
-				size, _, err := f.fileInfo(df)
-				if err != nil {
-					continue
+				size := df.fn.size // a stat only when the name has no ",S="
+				if size < 0 {
+					fi, err := os.Stat(f.path(df.file))
+					if err != nil {
+						continue
+					}
+					size = fi.Size()
 				}
 				q.bytes += size
 				q.messages++
@@ -120,8 +196,16 @@ func (m *mailboxes) recalcLocked(limit int64) (quotaFile, error) {
 		}
 	}
 	data := fmt.Sprintf("%dS\n%d %d\n", q.limit, q.bytes, q.messages)
-	if err := writeFileSync(filepath.Join(m.root, quotaName), []byte(data)); err != nil {
+	path := filepath.Join(m.root, quotaName)
+	// Not fsynced: the count is advisory and rebuilt from the files
+	// whenever maildirsize is missing or unreadable, so a crash costs at
+	// most a recalculation (or, if it left the file short, a count that is
+	// off until the next one), never a message.
+	if err := replaceFile(path, []byte(data), false); err != nil {
 		return q, fmt.Errorf("write quota: %w", err)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Size() == int64(len(data)) {
+		m.remember(fi, q)
 	}
 	return q, nil
 }
@@ -137,16 +221,14 @@ func (m *mailboxes) recalcQuota() error {
 // checkQuota fails with ErrQuotaExceeded when adding bytes would exceed
 // the limit.
 func (m *mailboxes) checkQuota(bytes int64) error {
-	return m.quotaLock(func() error {
-		q, err := m.readQuotaLocked()
-		if err != nil {
-			return err
-		}
-		if q.limit > 0 && q.bytes+bytes > q.limit {
-			return fmt.Errorf("%w: %d of %d bytes used, %d more", store.ErrQuotaExceeded, q.bytes, q.limit, bytes)
-		}
-		return nil
-	})
+	q, err := m.readQuota()
+	if err != nil {
+		return err
+	}
+	if q.limit > 0 && q.bytes+bytes > q.limit {
+		return fmt.Errorf("%w: %d of %d bytes used, %d more", store.ErrQuotaExceeded, q.bytes, q.limit, bytes)
+	}
+	return nil
 }
 
 // addQuota records a change of use. Failing to record it is not worth
@@ -157,7 +239,8 @@ func (m *mailboxes) addQuota(bytes, messages int64) {
 	}
 	_ = m.quotaLock(func() error {
 		path := filepath.Join(m.root, quotaName)
-		if _, err := os.Stat(path); err != nil {
+		before, err := os.Stat(path)
+		if err != nil {
 			_, err := m.recalcLocked(0) // counts the change already on disk
 			return err
 		}
@@ -166,24 +249,37 @@ func (m *mailboxes) addQuota(bytes, messages int64) {
 			return err
 		}
 		defer f.Close()
-		_, err = fmt.Fprintf(f, "%d %d\n", bytes, messages)
-		return err
+		if _, err := fmt.Fprintf(f, "%d %d\n", bytes, messages); err != nil {
+			return err
+		}
+		// Keep the cache in step when it described the file before this
+		// line, so that the next delivery need not read it.
+		m.s.quotaMu.Lock()
+		c, ok := m.s.quotas[m.root]
+		m.s.quotaMu.Unlock()
+		if ok && c.matches(before) {
+			if after, err := f.Stat(); err == nil {
+				q := c.q
+				q.bytes += bytes
+				q.messages += messages
+				m.remember(after, q)
+			}
+		}
+		return nil
 	})
 }
 
 func (m *mailboxes) Quota(ctx context.Context) (store.Quota, error) {
-	var q quotaFile
-	err := m.quotaLock(func() error {
-		var err error
-		q, err = m.readQuotaLocked()
-		return err
-	})
+	q, err := m.readQuota()
 	return store.Quota{UsedBytes: q.bytes, UsedMessages: q.messages, LimitBytes: q.limit}, err
 }
 
 func (m *mailboxes) SetQuotaLimit(ctx context.Context, limitBytes int64) error {
 	if limitBytes < 0 {
 		return fmt.Errorf("negative quota limit %d", limitBytes)
+	}
+	if q, ok := m.cachedQuota(); ok && q.limit == limitBytes {
+		return nil // what LMTP finds on nearly every delivery
 	}
 	return m.quotaLock(func() error {
 		q, err := m.readQuotaLocked()
