@@ -1,6 +1,6 @@
-// Command mailctl manages a postcove installation: domains, users, aliases,
-// logins, and (later) the queue, DKIM keys and DNS records. Run
-// `mailctl help` for the commands.
+// Command mailctl manages a postcove installation: domains, users, aliases
+// and logins (auth service), the MTA's queue, DKIM keys and DNS records.
+// Run `mailctl help` for the commands.
 package main
 
 import (

@@ -52,12 +52,20 @@ func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(fo
 
 // app is one mailctl invocation.
 type app struct {
-	env      Env
-	authAddr string
-	mtaAddr  string
-	tls      tlsconf.Files
-	timeout  time.Duration
-	auth     *grpc.ClientConn
+	env       Env
+	auth, mta peer
+	tls       tlsconf.Files
+	timeout   time.Duration
+}
+
+// peer is a postcove service mailctl talks to, with what error messages
+// tell the operator about it: its name and how to point mailctl elsewhere.
+type peer struct {
+	name string           // "the auth service"
+	flag string           // "--auth"
+	env  string           // "MAILCTL_AUTH_ADDR"
+	addr string           // host:port, from the flag or the environment
+	conn *grpc.ClientConn // dialled on first use, closed by app.close
 }
 
 // command is one leaf of the command tree.
@@ -70,7 +78,7 @@ type command struct {
 // commands maps "group verb" to its command.
 func commands() map[string]command {
 	cs := map[string]command{}
-	for _, group := range [][]command{domainCommands(), userCommands(), aliasCommands(), authCommands(), dkimCommands(), dnsRecordsCommands(), dnsCheckCommands()} {
+	for _, group := range [][]command{domainCommands(), userCommands(), aliasCommands(), authCommands(), queueCommands(), dkimCommands(), dnsRecordsCommands(), dnsCheckCommands()} {
 		for _, c := range group {
 			f := strings.Fields(c.usage)
 			cs[f[0]+" "+f[1]] = c
@@ -98,11 +106,16 @@ func Main(args []string, env Env) int {
 }
 
 func run(args []string, env Env) error {
-	a := &app{env: env, timeout: 30 * time.Second}
+	a := &app{
+		env:     env,
+		timeout: 30 * time.Second,
+		auth:    peer{name: "the auth service", flag: "--auth", env: "MAILCTL_AUTH_ADDR"},
+		mta:     peer{name: "the MTA", flag: "--mta", env: "MAILCTL_MTA_ADDR"},
+	}
 	fs := flag.NewFlagSet("mailctl", flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
-	fs.StringVar(&a.authAddr, "auth", firstNonEmpty(env.Getenv("MAILCTL_AUTH_ADDR"), DefaultAuthAddr), "auth service gRPC address (env MAILCTL_AUTH_ADDR)")
-	fs.StringVar(&a.mtaAddr, "mta", firstNonEmpty(env.Getenv("MAILCTL_MTA_ADDR"), DefaultMTAAddr), "mta admin gRPC address (env MAILCTL_MTA_ADDR)")
+	fs.StringVar(&a.auth.addr, "auth", firstNonEmpty(env.Getenv(a.auth.env), DefaultAuthAddr), "auth service gRPC address (env MAILCTL_AUTH_ADDR)")
+	fs.StringVar(&a.mta.addr, "mta", firstNonEmpty(env.Getenv(a.mta.env), DefaultMTAAddr), "mta admin gRPC address (env MAILCTL_MTA_ADDR)")
 	fs.StringVar(&a.tls.CA, "tls-ca", env.Getenv("MAILCTL_TLS_CA"), "CA certificate of the services (enables TLS)")
 	fs.StringVar(&a.tls.Cert, "tls-cert", env.Getenv("MAILCTL_TLS_CERT"), "client certificate for mTLS")
 	fs.StringVar(&a.tls.Key, "tls-key", env.Getenv("MAILCTL_TLS_KEY"), "client key for mTLS")
@@ -133,7 +146,7 @@ func printHelp(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprintln(w, "usage: mailctl [flags] COMMAND [ARGS]")
 	fmt.Fprintln(w, "\ncommands:")
 	cs := commands()
-	for _, group := range []string{"domain", "user", "alias", "auth", "lockout", "dkim", "dns"} {
+	for _, group := range []string{"domain", "user", "alias", "auth", "lockout", "queue", "dkim", "dns"} {
 		for _, key := range sortedKeys(cs) {
 			if strings.HasPrefix(key, group+" ") {
 				fmt.Fprintf(w, "  mailctl %s\n      %s\n", cs[key].usage, cs[key].help)
@@ -145,27 +158,36 @@ func printHelp(w io.Writer, fs *flag.FlagSet) {
 	fs.PrintDefaults()
 }
 
-// authConn dials the auth service once per invocation (lazily: the first
-// call fails with a clear message if nothing listens).
-func (a *app) authConn() (*grpc.ClientConn, error) {
-	if a.auth != nil {
-		return a.auth, nil
+// authConn dials the auth service once per invocation.
+func (a *app) authConn() (*grpc.ClientConn, error) { return a.connect(&a.auth) }
+
+// mtaConn dials the MTA's admin API once per invocation.
+func (a *app) mtaConn() (*grpc.ClientConn, error) { return a.connect(&a.mta) }
+
+// connect dials p once per invocation, lazily: the first call fails with
+// a clear message if nothing listens. The TLS flags apply to every peer
+// (one CA and one client certificate for the installation).
+func (a *app) connect(p *peer) (*grpc.ClientConn, error) {
+	if p.conn != nil {
+		return p.conn, nil
 	}
 	tlsCfg, err := tlsconf.ClientConfig(a.tls, "")
 	if err != nil {
 		return nil, fmt.Errorf("tls flags: %w", err)
 	}
-	conn, err := grpcx.Dial(a.authAddr, tlsCfg)
+	conn, err := grpcx.Dial(p.addr, tlsCfg)
 	if err != nil {
-		return nil, fmt.Errorf("auth address %q: %w", a.authAddr, err)
+		return nil, fmt.Errorf("%s address %q: %w", strings.TrimPrefix(p.flag, "--"), p.addr, err)
 	}
-	a.auth = conn
+	p.conn = conn
 	return conn, nil
 }
 
 func (a *app) close() {
-	if a.auth != nil {
-		a.auth.Close()
+	for _, p := range []*peer{&a.auth, &a.mta} {
+		if p.conn != nil {
+			p.conn.Close()
+		}
 	}
 }
 

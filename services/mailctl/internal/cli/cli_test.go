@@ -17,9 +17,9 @@ import (
 	"github.com/postcove/postcove/services/internal/tlsconf"
 )
 
-// authBin is the auth binary built once for all tests: mailctl is tested
-// against the real service over a real socket.
-var authBin string
+// authBin and mtaBin are the service binaries, built once for all tests:
+// mailctl is tested against the real services over real sockets.
+var authBin, mtaBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "mailctl-test")
@@ -27,11 +27,16 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	authBin = filepath.Join(dir, "auth")
-	out, err := exec.Command("go", "build", "-o", authBin, "github.com/postcove/postcove/services/auth/cmd/auth").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build auth: %v\n%s", err, out)
-		os.Exit(1)
+	authBin, mtaBin = filepath.Join(dir, "auth"), filepath.Join(dir, "mta")
+	for bin, pkg := range map[string]string{
+		authBin: "github.com/postcove/postcove/services/auth/cmd/auth",
+		mtaBin:  "github.com/postcove/postcove/services/mta/cmd/mta",
+	} {
+		out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -67,18 +72,31 @@ func startAuth(t *testing.T, extraEnv ...string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(15 * time.Second)
+	waitHealthy(t, "auth", addr, healthTLS, nil)
+	return addr
+}
+
+// waitHealthy polls the gRPC health service at addr until it answers
+// SERVING, failing the test after 30 seconds or when exited (if not nil)
+// is closed first.
+func waitHealthy(t *testing.T, name, addr string, tlsCfg *tls.Config, exited <-chan struct{}) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := grpcx.CheckHealth(ctx, addr, healthTLS, "")
+		err := grpcx.CheckHealth(ctx, addr, tlsCfg, "")
 		cancel()
 		if err == nil {
-			return addr
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("auth did not become healthy: %v\n%s", err, logs.String())
+			t.Fatalf("%s did not become healthy: %v", name, err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-exited:
+			t.Fatalf("%s exited during startup", name)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 
@@ -87,13 +105,20 @@ type result struct {
 	stdout, stderr string
 }
 
-// mailctl runs one command in-process with stdin as given (not a terminal).
+// mailctl runs one command in-process with stdin as given (not a terminal)
+// and the auth service at addr.
 func mailctl(t *testing.T, addr, stdin string, args ...string) result {
+	t.Helper()
+	return mailctlEnv(t, map[string]string{"MAILCTL_AUTH_ADDR": addr}, stdin, args...)
+}
+
+// mailctlEnv runs one command in-process with environ as its environment.
+func mailctlEnv(t *testing.T, environ map[string]string, stdin string, args ...string) result {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	env := Env{
 		Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errOut,
-		Getenv:       func(k string) string { return map[string]string{"MAILCTL_AUTH_ADDR": addr}[k] },
+		Getenv:       func(k string) string { return environ[k] },
 		IsTerminal:   func() bool { return false },
 		ReadPassword: func() (string, error) { t.Fatal("prompted on a non-terminal"); return "", nil },
 	}

@@ -47,3 +47,18 @@ func formatSize(n int64) string {
 	}
 	return strconv.FormatInt(n, 10)
 }
+
+// formatBytes prints a size rounded to the largest unit it reaches, for
+// reading rather than for parsing back: "512B", "4.1K", "100K", "1.5M".
+func formatBytes(n int64) string {
+	for _, u := range sizeUnits {
+		if n >= u.factor {
+			v := float64(n) / float64(u.factor)
+			if v >= 10 {
+				return strconv.FormatFloat(math.Round(v), 'f', -1, 64) + u.suffix
+			}
+			return strconv.FormatFloat(math.Round(v*10)/10, 'f', -1, 64) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10) + "B"
+}

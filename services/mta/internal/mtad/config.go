@@ -14,6 +14,7 @@ import (
 	"github.com/postcove/postcove/services/internal/tlsconf"
 	"github.com/postcove/postcove/services/mta/internal/queue"
 	"github.com/postcove/postcove/services/mta/internal/smtpd"
+	"github.com/postcove/postcove/services/mta/internal/verify"
 )
 
 // EnvPrefix prefixes the environment variables that override the config
@@ -43,6 +44,7 @@ type Config struct {
 	Relay   Relay         `toml:"relay"`
 	DNS     DNS           `toml:"dns"`
 	DKIM    DKIM          `toml:"dkim"`
+	Verify  Verify        `toml:"verify"`
 	// ShutdownTimeout bounds the wait for SMTP sessions and deliveries in
 	// flight on SIGTERM.
 	ShutdownTimeout time.Duration `toml:"shutdown_timeout"`
@@ -53,7 +55,7 @@ type Listen struct {
 	SMTP        string `toml:"smtp" help:"inbound SMTP from the world (MX, port 25)"`
 	Submission  string `toml:"submission" help:"submission with STARTTLS and AUTH (port 587); empty disables"`
 	Submissions string `toml:"submissions" help:"submission over implicit TLS (port 465, needs tls.cert_file); empty disables"`
-	GRPC        string `toml:"grpc" help:"grpc.health.v1 (queue admin later)"`
+	GRPC        string `toml:"grpc" help:"gRPC: queue admin (mailctl queue) and grpc.health.v1"`
 	Metrics     string `toml:"metrics" help:"Prometheus /metrics; empty disables"`
 }
 
@@ -136,7 +138,7 @@ type Relay struct {
 	PasswordFile string `toml:"password_file"`
 }
 
-// DNS is the resolver for MX lookups.
+// DNS is the resolver for MX lookups and the SPF, DKIM and DMARC checks.
 type DNS struct {
 	// Resolver is host:port of a DNS server; empty: the nameservers of
 	// /etc/resolv.conf.
@@ -149,6 +151,20 @@ type DKIM struct {
 	// them). A domain without keys is sent unsigned; empty disables
 	// signing.
 	KeysDir string `toml:"keys_dir"`
+}
+
+// Verify is the check of mail arriving on listen.smtp: SPF, DKIM and
+// DMARC, written into Authentication-Results; DMARC p=reject refused,
+// p=quarantine filed into Junk, and mail claiming one of our domains
+// without passing SPF or DKIM for it refused.
+type Verify struct {
+	// Enabled turns the checks on. Off, mail from anywhere may claim our
+	// domains: only for a filter in front that does the checks, or a
+	// benchmark.
+	Enabled bool `toml:"enabled"`
+	// Timeout bounds the checks of one message (DNS lookups mostly);
+	// past it, what is unknown counts as a temporary error.
+	Timeout time.Duration `toml:"timeout"`
 }
 
 // DefaultConfig is the configuration `make run` uses: the local ports of
@@ -182,6 +198,7 @@ func DefaultConfig() Config {
 		LMTP:            LMTP{Addrs: []string{"127.0.0.1:2424"}},
 		Remote:          Remote{Port: 25},
 		DKIM:            DKIM{KeysDir: "keys"},
+		Verify:          Verify{Enabled: true, Timeout: verify.DefaultTimeout},
 		ShutdownTimeout: 30 * time.Second,
 	}
 }
@@ -279,6 +296,7 @@ func (c *Config) Validate() error {
 	if c.DNS.Resolver != "" {
 		config.CheckAddr(&errs, "dns.resolver", c.DNS.Resolver)
 	}
+	positive(&errs, "verify.timeout", c.Verify.Timeout)
 	positive(&errs, "shutdown_timeout", c.ShutdownTimeout)
 	return errs.Err()
 }

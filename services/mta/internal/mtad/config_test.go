@@ -74,6 +74,7 @@ func TestValidateNamesEveryField(t *testing.T) {
 		{"relay.host", func(c *Config) { c.Relay.Username, c.Relay.PasswordFile = "u", "/p" }},
 		{"relay.password_file", func(c *Config) { c.Relay.Host, c.Relay.Username = "smtp.example:587", "u" }},
 		{"dns.resolver", func(c *Config) { c.DNS.Resolver = "8.8.8.8" }},
+		{"verify.timeout", func(c *Config) { c.Verify.Timeout = 0 }},
 		{"shutdown_timeout", func(c *Config) { c.ShutdownTimeout = 0 }},
 	}
 	for _, tt := range tests {

@@ -17,17 +17,20 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	authv1 "github.com/postcove/postcove/proto/postcove/auth/v1"
+	mtav1 "github.com/postcove/postcove/proto/postcove/mta/v1"
 	"github.com/postcove/postcove/services/internal/authclient"
 	"github.com/postcove/postcove/services/internal/dnsclient"
 	"github.com/postcove/postcove/services/internal/grpcx"
 	"github.com/postcove/postcove/services/internal/metrics"
 	"github.com/postcove/postcove/services/internal/tlsconf"
+	"github.com/postcove/postcove/services/mta/internal/admin"
 	"github.com/postcove/postcove/services/mta/internal/deliver"
 	"github.com/postcove/postcove/services/mta/internal/deliver/lmtp"
 	"github.com/postcove/postcove/services/mta/internal/deliver/remote"
 	"github.com/postcove/postcove/services/mta/internal/dkimsign"
 	"github.com/postcove/postcove/services/mta/internal/queue"
 	"github.com/postcove/postcove/services/mta/internal/smtpd"
+	"github.com/postcove/postcove/services/mta/internal/verify"
 )
 
 // authRetry is how the connection to auth is retried while auth is down:
@@ -171,6 +174,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.DKIM.KeysDir != "" {
 		signer = dkimsign.New(cfg.DKIM.KeysDir, 0)
 	}
+	var verifier smtpd.Verifier // SPF, DKIM and DMARC on port 25
+	if cfg.Verify.Enabled {
+		verifier, err = verify.New(verify.Options{Hostname: cfg.Hostname, Resolver: resolver, Domains: auth,
+			Timeout: cfg.Verify.Timeout, Logger: log.With("part", "verify")})
+		if err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+	}
 	smtpMetrics := smtpd.NewMetrics(reg)
 	for i := range smtpListeners {
 		l := &smtpListeners[i]
@@ -182,6 +193,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			Auth:                auth,
 			Spool:               q,
 			DKIM:                signer,
+			Verifier:            verifier,
 			Logger:              log.With("part", "smtp"),
 			Metrics:             smtpMetrics,
 			MaxMessageBytes:     cfg.Limits.MaxMessageSize,
@@ -199,6 +211,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 	g, hs := grpcx.NewServer(grpcx.ServerOptions{TLS: grpcTLS, Logger: log, Registry: reg})
+	// Queue admin for mailctl (postqueue/postsuper), beside health.
+	mtav1.RegisterQueueAdminServer(g, admin.New(q, log.With("part", "admin")))
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
