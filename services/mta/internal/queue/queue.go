@@ -111,9 +111,13 @@ type Queue struct {
 	// wrapBody lets tests make body writes fail (a full disk).
 	wrapBody func(io.Writer) io.Writer
 
-	mu    sync.Mutex    // protects fresh
-	fresh []string      // IDs enqueued or flushed since Run last looked: due now
-	kick  chan struct{} // wakes Run; buffered, one pending kick is enough
+	mu    sync.Mutex // protects fresh and flushWanted
+	fresh []string   // IDs enqueued or flushed since Run last looked: due now
+	// flushWanted are messages flushed while this process was delivering
+	// them: Run flushes each again once its attempt ends, so an operator's
+	// flush is never lost to that window.
+	flushWanted map[string]bool
+	kick        chan struct{} // wakes Run; buffered, one pending kick is enough
 }
 
 // Open opens (creating it if needed) the spool directory and removes what
@@ -326,6 +330,31 @@ func (q *Queue) wake(id string) {
 	}
 }
 
+// wantFlush remembers that id was flushed while locked: being delivered
+// here, or by another process (then the regular scan finds it due).
+func (q *Queue) wantFlush(id string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.flushWanted == nil {
+		q.flushWanted = map[string]bool{}
+	}
+	q.flushWanted[id] = true
+}
+
+// flushIfWanted flushes id again when a flush came while it was locked.
+// Run calls it once this process's attempt on id has ended.
+func (q *Queue) flushIfWanted(id string) {
+	q.mu.Lock()
+	wanted := q.flushWanted[id]
+	delete(q.flushWanted, id)
+	q.mu.Unlock()
+	if wanted {
+		if err := q.flushOne(id); err != nil && !errors.Is(err, ErrNotFound) {
+			q.log.Warn("flush after delivery attempt", "id", id, "err", err)
+		}
+	}
+}
+
 // takeFresh returns and forgets the IDs passed to wake.
 func (q *Queue) takeFresh() []string {
 	q.mu.Lock()
@@ -430,6 +459,7 @@ func (q *Queue) Flush(ctx context.Context, id string) error {
 	if id != "" {
 		err := q.flushOne(id)
 		if errors.Is(err, ErrBusy) {
+			q.wantFlush(id)
 			return nil
 		}
 		return err
@@ -442,7 +472,10 @@ func (q *Queue) Flush(ctx context.Context, id string) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := q.flushOne(id); err != nil && !errors.Is(err, ErrBusy) && !errors.Is(err, ErrNotFound) {
+		err := q.flushOne(id)
+		if errors.Is(err, ErrBusy) {
+			q.wantFlush(id)
+		} else if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
 	}

@@ -751,3 +751,27 @@ func TestExpiredTriedOnce(t *testing.T) {
 		t.Errorf("bounce = %s, want 4.4.7 for later@ only", b)
 	}
 }
+
+// TestFlushDuringAttempt: a flush that arrives while the message is being
+// tried (locked by its worker) is not lost: once the attempt ends
+// deferred, the message is tried again at once, not after the backoff.
+func TestFlushDuringAttempt(t *testing.T) {
+	dir := testlib.TempDir(t)
+	opts := testOptions(dir)
+	opts.RetryMin, opts.RetryMax, opts.ScanInterval = time.Hour, time.Hour, time.Hour
+	q := openQueue(t, opts)
+	d := &recorder{delay: 300 * time.Millisecond, answer: func(Envelope, Recipient, int) Result {
+		return Result{Code: 451, Text: "greylisted"}
+	}}
+	runQueue(t, q, d)
+	id := enqueue(t, q, testEnvelope("b@example.org"), "x\r\n")
+	waitFor(t, "the first attempt to start", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.active[id]
+	})
+	if err := q.Flush(context.Background(), id); err != nil {
+		t.Fatalf("Flush during the attempt = %v", err)
+	}
+	waitFor(t, "a second attempt, brought forward by the flush", func() bool { return d.count() >= 2 })
+}

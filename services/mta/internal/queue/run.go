@@ -258,6 +258,9 @@ func (q *Queue) Run(ctx context.Context, d Deliverer) error {
 	}
 
 	inFlight := map[string]bool{}
+	// again are messages woken (flushed) while in flight: the wake-up is
+	// handed on once their attempt ends instead of being dropped.
+	again := map[string]bool{}
 	cache := map[string]scanEntry{}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -274,10 +277,16 @@ func (q *Queue) Run(ctx context.Context, d Deliverer) error {
 		if m.ok {
 			wakeAt(m.due)
 		}
+		q.flushIfWanted(m.id) // wakes id when it flushes
+		if again[m.id] {
+			delete(again, m.id)
+			q.wake(m.id)
+		}
 	}
 	// dispatch hands id to a worker; false when ctx is done.
 	dispatch := func(id string) bool {
 		if inFlight[id] {
+			again[id] = true
 			return true
 		}
 		for {
