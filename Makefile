@@ -80,21 +80,28 @@ fuzz: ## run every fuzz target for $(FUZZTIME)
 	done
 
 # The Debian packages postcove is measured against (dovecot configured by
-# scripts/dovecot-bench.sh), and extra flags for services/bench, given to
-# each of its commands (e.g. BENCH_FLAGS='--duration 10s --keep'). One
-# command alone, e.g. IMAP on smaller mailboxes:
+# scripts/dovecot-bench.sh, postfix by scripts/postfix-bench.sh), and extra
+# flags for services/bench, given to each of its timed commands (e.g.
+# BENCH_FLAGS='--duration 10s --keep'); bench smtp counts messages instead,
+# its flags are BENCH_SMTP_FLAGS (e.g. '--messages 1000,400 --keep'). It
+# runs postfix's master, so it needs root. One command alone, e.g. IMAP on
+# smaller mailboxes:
 #   go run ./services/bench/cmd/bench imap --auth-bin bin/auth --mailbox-bin bin/mailbox --messages 2000 --select-messages 20000
-BENCH_DOVECOT ?= /usr/sbin/dovecot
-BENCH_FLAGS   ?=
+BENCH_DOVECOT    ?= /usr/sbin/dovecot
+BENCH_POSTFIX    ?= /usr/sbin/postfix
+BENCH_FLAGS      ?=
+BENCH_SMTP_FLAGS ?=
 
 .PHONY: bench
-bench: build ## run the benchmarks, then postcove vs dovecot side by side: auth, LMTP, IMAP (needs dovecot-core, -lmtpd, -imapd; MariaDB too when POSTCOVE_TEST_MYSQL_DSN is set)
+bench: build ## run the benchmarks, then postcove vs dovecot (auth, LMTP, IMAP) and vs postfix+dovecot (SMTP) side by side (needs dovecot-core, -lmtpd, -imapd, postfix, root; MariaDB too when POSTCOVE_TEST_MYSQL_DSN is set)
 	@test -x $(BENCH_DOVECOT) || { echo "dovecot not installed: apt-get install dovecot-core dovecot-lmtpd dovecot-imapd (make bench compares postcove with it)" >&2; exit 1; }
+	@test -x $(BENCH_POSTFIX) || { echo "postfix not installed: scripts/install-deps.sh installs it without configuring a system MTA (make bench compares postcove's mta with it)" >&2; exit 1; }
 	cd services/auth && go test -run='^$$' -bench=. -benchtime=3s ./internal/server/
 	go run ./services/bench/cmd/bench auth --auth-bin bin/auth --dovecot $(BENCH_DOVECOT) --scripts-dir scripts \
 		$${POSTCOVE_TEST_MYSQL_DSN:+--mysql-dsn "$$POSTCOVE_TEST_MYSQL_DSN"} $(BENCH_FLAGS)
 	go run ./services/bench/cmd/bench lmtp --auth-bin bin/auth --mailbox-bin bin/mailbox --dovecot $(BENCH_DOVECOT) --scripts-dir scripts $(BENCH_FLAGS)
 	go run ./services/bench/cmd/bench imap --auth-bin bin/auth --mailbox-bin bin/mailbox --dovecot $(BENCH_DOVECOT) --scripts-dir scripts $(BENCH_FLAGS)
+	go run ./services/bench/cmd/bench smtp --auth-bin bin/auth --mailbox-bin bin/mailbox --mta-bin bin/mta --dovecot $(BENCH_DOVECOT) --postfix $(BENCH_POSTFIX) --scripts-dir scripts $(BENCH_SMTP_FLAGS)
 
 .PHONY: run
 run: build ## run the system locally on the embedded default (SQLite under ./data)

@@ -15,6 +15,7 @@ packages=(
 	fetchmail curl python3   # real POP3 clients for the pop3d tests (curl pop3://, poplib)
 	openssl                  # make run: a self-signed certificate in ssl/
 	swaks                    # a real LMTP client for the lmtpd tests
+	postfix                  # bench smtp: postfix 3.7 (+ dovecot LMTP) to compare the mta with; never run as a system MTA (see below)
 )
 
 missing=()
@@ -29,7 +30,22 @@ echo "installing: ${missing[*]}"
 sudo=""
 [[ $(id -u) == 0 ]] || sudo=sudo
 export DEBIAN_FRONTEND=noninteractive
+# postfix asks debconf what kind of mail server this is. "No configuration"
+# writes no /etc/postfix/main.cf, so the system postfix has nothing to
+# serve; bench smtp runs its own instance from a private config directory
+# (scripts/postfix-bench.sh).
+echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
+# A system postfix listening on port 25 would conflict with whatever runs
+# here: while postfix is installed, policy-rc.d (Debian's policy layer,
+# consulted by invoke-rc.d and deb-systemd-invoke) refuses to start
+# services, unless the machine already has its own (Docker images do).
+policy=/usr/sbin/policy-rc.d
+if [[ " ${missing[*]} " == *" postfix "* && ! -e $policy ]]; then
+	printf '#!/bin/sh\n# Written by postcove scripts/install-deps.sh while it installs postfix.\nexit 101\n' | $sudo tee "$policy" >/dev/null
+	$sudo chmod 0755 "$policy"
+	trap '$sudo rm -f "$policy"' EXIT
+fi
 $sudo apt-get update -qq
 # Debian's maintainer scripts try to start services; that is harmless here
-# (the test scripts start what they need themselves).
+# (the test scripts start what they need themselves), postfix aside (above).
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

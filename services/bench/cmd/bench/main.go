@@ -11,10 +11,14 @@
 //	bench imap --auth-bin bin/auth --mailbox-bin bin/mailbox [--dovecot /usr/sbin/dovecot]
 //	           [--messages 10000] [--select-messages 100000] [--conc 1,8]
 //	           [--duration 5s] [--warmup 1s] [--json FILE] [--keep]
+//	bench smtp --auth-bin bin/auth --mailbox-bin bin/mailbox --mta-bin bin/mta
+//	           [--dovecot /usr/sbin/dovecot] [--postfix /usr/sbin/postfix]
+//	           [--users 100] [--sizes 4096,102400] [--messages 500,200] [--conc 1,8,32]
+//	           [--warmup-messages 50] [--drain-timeout 2m] [--json FILE] [--keep]
 //
 // Every command takes --scripts-dir (default "scripts", for running from
 // the repository's root): where scripts/dovecot-bench.sh, which writes
-// dovecot's configuration, is.
+// dovecot's configuration, is (and scripts/postfix-bench.sh, postfix's).
 //
 // The markdown report goes to stdout, progress to stderr. Exit status: 0
 // measured, 1 the run failed (a server missing, or a wrong answer: never
@@ -40,7 +44,9 @@ import (
 	"github.com/postcove/postcove/services/bench/internal/lmtpbench"
 	"github.com/postcove/postcove/services/bench/internal/load"
 	"github.com/postcove/postcove/services/bench/internal/postcove"
+	"github.com/postcove/postcove/services/bench/internal/postfix"
 	"github.com/postcove/postcove/services/bench/internal/report"
+	"github.com/postcove/postcove/services/bench/internal/smtpbench"
 )
 
 func main() {
@@ -56,6 +62,7 @@ commands:
   auth   postcove's auth service against dovecot's auth process (passdb/userdb)
   lmtp   postcove's mailbox service (with auth) against dovecot's LMTP server
   imap   postcove's mailbox service (with auth) against dovecot's IMAP server
+  smtp   postcove's mta (with mailbox and auth) against postfix delivering into dovecot
 
 Run "bench COMMAND -h" for the flags of a command.
 `
@@ -72,6 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runLMTP(ctx, args[1:], stdout, stderr)
 	case "imap":
 		return runIMAP(ctx, args[1:], stdout, stderr)
+	case "smtp":
+		return runSMTP(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -98,7 +107,8 @@ type command struct {
 
 // newCommand registers the common flags: dovecotUse says which dovecot
 // server is compared, concUse what a concurrency counts, keeps what the
-// temporary directory holds.
+// temporary directory holds. A command that measures counts, not time,
+// gives a duration of 0: it has no --duration nor --warmup.
 func newCommand(name string, stderr io.Writer, mailbox bool, dovecotUse, concUse string, duration, warmup time.Duration, keeps string) *command {
 	c := &command{name: name, fs: flag.NewFlagSet(name, flag.ContinueOnError), mailbox: mailbox}
 	c.fs.SetOutput(stderr)
@@ -107,10 +117,12 @@ func newCommand(name string, stderr io.Writer, mailbox bool, dovecotUse, concUse
 		c.fs.StringVar(&c.mailboxBin, "mailbox-bin", "", "postcove's mailbox binary (make build writes bin/mailbox); required")
 	}
 	c.fs.StringVar(&c.dovecotBin, "dovecot", dovecot.DefaultBin, "dovecot's master binary"+dovecotUse)
-	c.fs.StringVar(&c.scriptsDir, "scripts-dir", dovecot.DefaultScriptsDir, "directory of dovecot-bench.sh, which configures dovecot (the repository's scripts/)")
+	c.fs.StringVar(&c.scriptsDir, "scripts-dir", dovecot.DefaultScriptsDir, "directory of dovecot-bench.sh and postfix-bench.sh, which configure dovecot and postfix (the repository's scripts/)")
 	c.fs.Var(&c.conc, "conc", "comma-separated concurrencies"+concUse)
-	c.fs.DurationVar(&c.duration, "duration", duration, "measured time per operation, concurrency and server")
-	c.fs.DurationVar(&c.warmup, "warmup", warmup, "unmeasured time before each measurement")
+	if duration > 0 {
+		c.fs.DurationVar(&c.duration, "duration", duration, "measured time per operation, concurrency and server")
+		c.fs.DurationVar(&c.warmup, "warmup", warmup, "unmeasured time before each measurement")
+	}
 	c.fs.StringVar(&c.jsonPath, "json", "", "also write the results as JSON to this file")
 	c.fs.BoolVar(&c.keep, "keep", false, "keep the temporary directory ("+keeps+")")
 	return c
@@ -209,6 +221,33 @@ func runIMAP(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	opts.Servers, opts.Plan = c.servers(stderr), c.plan()
 	res, err := imapbench.Run(ctx, opts)
+	return c.finish(res.Report, err, stdout, stderr)
+}
+
+func runSMTP(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := newCommand("bench smtp", stderr, true, " (its LMTP server, which postfix delivers to, comes with dovecot-lmtpd)", ", SMTP connections (default 1,8,32)", 0, 0, "configs, logs, queues, mail")
+	var (
+		opts            smtpbench.Options
+		sizes, messages concFlag
+	)
+	c.fs.StringVar(&opts.MTABin, "mta-bin", "", "postcove's mta binary (make build writes bin/mta); required")
+	c.fs.StringVar(&opts.PostfixBin, "postfix", postfix.DefaultBin, "the postfix command (configured by scripts/postfix-bench.sh; must run as root)")
+	c.fs.IntVar(&opts.Users, "users", smtpbench.DefaultUsers, "number of users (recipients)")
+	c.fs.Var(&sizes, "sizes", "comma-separated message sizes in bytes (default 4096,102400)")
+	c.fs.Var(&messages, "messages", "messages per row: one count per size, or one for all (default 500,200)")
+	c.fs.IntVar(&opts.WarmupMessages, "warmup-messages", smtpbench.DefaultWarmupMessages, "messages sent and delivered before each row and side is measured; 0: none")
+	c.fs.DurationVar(&opts.DrainTimeout, "drain-timeout", smtpbench.DefaultDrainTimeout, "longest wait for a row's messages to reach the Maildirs")
+	if code, ok := c.parse(args, stderr); !ok {
+		return code
+	}
+	if opts.MTABin == "" {
+		fmt.Fprintln(stderr, "bench smtp: --mta-bin is required (make build writes bin/mta)")
+		return 2
+	}
+	opts.Servers = c.servers(stderr)
+	opts.Sizes, opts.Messages, opts.Concurrency = sizes, messages, c.conc
+	opts.NoWarmup = opts.WarmupMessages == 0
+	res, err := smtpbench.Run(ctx, opts)
 	return c.finish(res.Report, err, stdout, stderr)
 }
 

@@ -49,6 +49,11 @@ func TestRunCommandLine(t *testing.T) {
 		{[]string{"imap", "--auth-bin", "a", "--mailbox-bin", "m", "x"}, 2, `unexpected argument "x"`},
 		{[]string{"imap", "--auth-bin", "/nonexistent/auth", "--mailbox-bin", "m"}, 1, "run make build"},
 		{[]string{"imap", "--messages", "x"}, 2, "invalid value"},
+		{[]string{"smtp", "--auth-bin", "a", "--mailbox-bin", "m"}, 2, "--mta-bin is required"},
+		{[]string{"smtp", "--duration", "1s"}, 2, "flag provided but not defined: -duration"},
+		{[]string{"smtp", "--messages", "0"}, 2, "not a positive integer"},
+		{[]string{"smtp", "--auth-bin", "/nonexistent/auth", "--mailbox-bin", "m", "--mta-bin", "/nonexistent/mta"}, 1, "postcove mta binary"},
+		{[]string{"smtp", "--auth-bin", "/bin/true", "--mailbox-bin", "/bin/true", "--mta-bin", "/bin/true", "--sizes", "4096,8192", "--messages", "1,2,3"}, 1, "3 message counts for 2 sizes"},
 	}
 	for _, tt := range tests {
 		var stdout, stderr strings.Builder

@@ -352,13 +352,7 @@ func (s *Server) ConfigPath() string { return s.conf }
 func (s *Server) LogPath() string { return s.logPath }
 
 // LogTail returns the end of the log, for error messages.
-func (s *Server) LogTail() string {
-	b, _ := os.ReadFile(s.logPath)
-	if i := len(b) - 3000; i > 0 {
-		b = b[i:]
-	}
-	return strings.TrimSpace(string(b))
-}
+func (s *Server) LogTail() string { return proc.LogTail(s.logPath) }
 
 // Stop sends SIGTERM to the master, which stops its children and exits,
 // and waits for it (SIGKILL after 10 s).

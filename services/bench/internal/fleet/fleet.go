@@ -19,10 +19,12 @@ type Fleet struct {
 	watched []watched
 }
 
-// watched is one line of the memory table: process trees summed.
+// watched is one line of the memory table: process trees summed, or,
+// for a total, the lines of its server above it.
 type watched struct {
 	server, config string
 	watchers       []*load.Watcher
+	total          bool
 }
 
 // OnStop registers how to stop a started server.
@@ -39,12 +41,26 @@ func (f *Fleet) Watch(server, config string, interval time.Duration, pids ...int
 	f.watched = append(f.watched, w)
 }
 
+// WatchTotal adds a line, under config, summing the lines of server
+// watched so far: their peaks added (as Watch adds those of its pids),
+// without sampling the processes again.
+func (f *Fleet) WatchTotal(server, config string) {
+	f.watched = append(f.watched, watched{server: server, config: config, total: true})
+}
+
 // Stop takes a last sample and the peaks, in the order watched, then
 // stops the servers, last started first. A second Stop does nothing.
 func (f *Fleet) Stop() ([]report.Memory, error) {
 	var mem []report.Memory
 	var errs []error
+	totals := make(map[string]*load.Peak) // by server, of its lines so far; nil after a failure
 	for _, w := range f.watched {
+		if w.total {
+			if t := totals[w.server]; t != nil {
+				mem = append(mem, report.Memory{Server: w.server, Config: w.config, Peak: *t})
+			}
+			continue
+		}
 		var sum load.Peak
 		var failed bool
 		for i, wt := range w.watchers {
@@ -59,9 +75,18 @@ func (f *Fleet) Stop() ([]report.Memory, error) {
 				sum = sum.Plus(p)
 			}
 		}
-		if !failed {
-			mem = append(mem, report.Memory{Server: w.server, Config: w.config, Peak: sum})
+		t, seen := totals[w.server]
+		switch {
+		case failed:
+			totals[w.server] = nil
+			continue
+		case !seen:
+			first := sum
+			totals[w.server] = &first
+		case t != nil:
+			*t = t.Plus(sum)
 		}
+		mem = append(mem, report.Memory{Server: w.server, Config: w.config, Peak: sum})
 	}
 	f.watched = nil
 	for i := len(f.stops) - 1; i >= 0; i-- {

@@ -48,3 +48,32 @@ func TestStop(t *testing.T) {
 		t.Errorf("second Stop() = %v, %v, want nothing", mem, err)
 	}
 }
+
+func TestWatchTotal(t *testing.T) {
+	var f fleet.Fleet
+	var pids []int
+	for _, name := range []string{"first", "second"} {
+		p, err := proc.Start(name, exec.Command("sleep", "30"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.OnStop(func() error { return p.Stop(5 * time.Second) })
+		pids = append(pids, p.Pid())
+	}
+	f.Watch("side", "first", 10*time.Millisecond, pids[0])
+	f.Watch("other", "not in the total", 10*time.Millisecond, pids[0])
+	f.Watch("side", "second", 10*time.Millisecond, pids[1])
+	f.WatchTotal("side", "all")
+	f.WatchTotal("nobody", "no lines: no total")
+	mem, err := f.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mem) != 4 || mem[3].Config != "all" {
+		t.Fatalf("memory = %+v, want the three lines and the total", mem)
+	}
+	total, want := mem[3].Peak, mem[0].Peak.Plus(mem[2].Peak)
+	if total.HWMKiB != want.HWMKiB || total.Processes != 2 || total.RSSKiB != want.RSSKiB {
+		t.Errorf("total %+v, want the two lines of side added: %+v", total, want)
+	}
+}

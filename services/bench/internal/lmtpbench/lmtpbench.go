@@ -11,15 +11,10 @@ package lmtpbench
 
 import (
 	"context"
-	crand "crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +22,8 @@ import (
 	"github.com/postcove/postcove/services/bench/internal/fleet"
 	"github.com/postcove/postcove/services/bench/internal/lmtpclient"
 	"github.com/postcove/postcove/services/bench/internal/load"
+	"github.com/postcove/postcove/services/bench/internal/maildirscan"
+	"github.com/postcove/postcove/services/bench/internal/mailgen"
 	"github.com/postcove/postcove/services/bench/internal/postcove"
 	"github.com/postcove/postcove/services/bench/internal/report"
 )
@@ -104,13 +101,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		Report:    &report.Report{Benchmark: "lmtp", Ours: "postcove", Theirs: "dovecot", Unit: "msgs", Started: time.Now()},
 		Delivered: map[string]int{}, Files: map[string]int{},
 	}
-	for i := range opts.Users {
-		b.users = append(b.users, fmt.Sprintf("user%05d@%s", i, domain))
-	}
-	b.body = make(map[int][]byte)
-	for _, s := range opts.Sizes {
-		b.body[s] = fixedBody(s)
-	}
+	b.Progress = report.Progress{Report: b.res.Report, Log: opts.Log}
+	b.users = postcove.Mailboxes(opts.Users, domain)
+	b.mail = mailgen.New("postcove lmtp benchmark", opts.Sizes)
 	err := opts.InFrame("lmtp", &b.Paths, func() error { return b.measure(ctx) })
 	return b.res, err
 }
@@ -118,19 +111,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 type bench struct {
 	opts Options
 	postcove.Paths
-	res    *Result
-	users  []string
-	body   map[int][]byte
-	msgSeq atomic.Uint64
-	runID  string
-}
-
-func (b *bench) logf(format string, args ...any) {
-	fmt.Fprintf(b.opts.Log, format+"\n", args...)
-}
-
-func (b *bench) step(name string, f func() error) error {
-	return b.res.Report.Step(b.opts.Log, name, f)
+	report.Progress
+	res   *Result
+	users []string
+	mail  *mailgen.Generator
 }
 
 // side is one LMTP server under test.
@@ -143,36 +127,14 @@ type side struct {
 
 func (b *bench) measure(ctx context.Context) (err error) {
 	rep := b.res.Report
-	idb := make([]byte, 6)
-	crand.Read(idb) //nolint:errcheck // never fails
-	b.runID = hex.EncodeToString(idb)
 
 	var servers fleet.Fleet
 	defer func() { err = errors.Join(err, servers.StopInto(rep)) }()
 
 	// postcove: auth with the users, then mailbox pointed at it.
 	pc := &side{name: "postcove", config: "mailbox + auth (sqlite)", mailRoot: filepath.Join(b.Root, "postcove-mail")}
-	var auth *postcove.Auth
-	if err := b.step(fmt.Sprintf("start postcove auth, create %d users", len(b.users)), func() error {
-		var err error
-		if auth, err = postcove.StartAuth(ctx, b.AuthBin, b.Root); err != nil {
-			return err
-		}
-		servers.OnStop(auth.Stop)
-		return auth.CreateUsers(ctx, domain, b.postcoveUsers())
-	}); err != nil {
-		return err
-	}
-	var mbox *postcove.Mailbox
-	if err := b.step("start postcove mailbox", func() error {
-		var err error
-		mbox, err = postcove.StartMailbox(ctx, postcove.MailboxOptions{Bin: b.MailboxBin, Dir: b.Root, MailRoot: pc.mailRoot, AuthAddr: auth.Addr()})
-		if err != nil {
-			return err
-		}
-		servers.OnStop(mbox.Stop)
-		return nil
-	}); err != nil {
+	auth, mbox, err := b.StartMail(ctx, b.Step, &servers, domain, b.users, pc.mailRoot)
+	if err != nil {
 		return err
 	}
 	pc.addr = mbox.LMTPAddr()
@@ -182,9 +144,9 @@ func (b *bench) measure(ctx context.Context) (err error) {
 
 	dc := &side{name: "dovecot", config: "lmtp, passwd-file userdb, mail_fsync=always"}
 	var dsrv *dovecot.Server
-	if err := b.step("start dovecot lmtp", func() error {
+	if err := b.Step("start dovecot lmtp", func() error {
 		var err error
-		dsrv, err = b.startDovecot(ctx)
+		dsrv, err = b.opts.StartDovecotMail(ctx, filepath.Join(b.Root, "dovecot"), "lmtp", b.users)
 		if err != nil {
 			return err
 		}
@@ -202,7 +164,7 @@ func (b *bench) measure(ctx context.Context) (err error) {
 	var failures []error
 	for _, size := range b.opts.Sizes {
 		for _, conc := range b.opts.Concurrency {
-			label := "deliver " + sizeLabel(size)
+			label := "deliver " + mailgen.SizeLabel(size)
 			theirs, err := b.run(ctx, dc, size, conc, label)
 			if err != nil {
 				return fmt.Errorf("dovecot: %w\n%s", err, dsrv.LogTail())
@@ -222,13 +184,13 @@ func (b *bench) measure(ctx context.Context) (err error) {
 
 	// Every 250 must be a file, and every file a 250.
 	for _, s := range []*side{pc, dc} {
-		n, err := countMessages(s.mailRoot)
+		n, err := maildirscan.Count(s.mailRoot)
 		if err != nil {
 			return err
 		}
 		b.res.Delivered[s.name] = int(s.delivered.Load())
 		b.res.Files[s.name] = n
-		b.logf("%s: %d deliveries answered 250, %d message files", s.name, s.delivered.Load(), n)
+		b.Logf("%s: %d deliveries answered 250, %d message files", s.name, s.delivered.Load(), n)
 		if n != int(s.delivered.Load()) {
 			failures = append(failures, fmt.Errorf("%s: %d deliveries answered 250 but its Maildirs hold %d messages", s.name, s.delivered.Load(), n))
 		}
@@ -249,7 +211,6 @@ func (b *bench) run(ctx context.Context, s *side, size, conc int, label string) 
 	for i := range rngs {
 		rngs[i] = rand.New(rand.NewPCG(uint64(size), uint64(conc)<<16|uint64(i)))
 	}
-	body := b.body[size]
 	call := func(ctx context.Context, w int) error {
 		if conns[w] == nil {
 			c, err := lmtpclient.Dial(ctx, s.addr, "bench.localhost")
@@ -259,8 +220,8 @@ func (b *bench) run(ctx context.Context, s *side, size, conc int, label string) 
 			conns[w] = c
 		}
 		rcpt := b.users[rngs[w].IntN(len(b.users))]
-		msg := b.message(rcpt, body)
-		replies, err := conns[w].Deliver(ctx, "sender@example.net", []string{rcpt}, msg)
+		_, msg := b.mail.Message(rcpt, size)
+		replies, err := conns[w].Deliver(ctx, mailgen.Sender, []string{rcpt}, msg)
 		if err != nil {
 			conns[w].Close()
 			conns[w] = nil
@@ -281,72 +242,9 @@ func (b *bench) run(ctx context.Context, s *side, size, conc int, label string) 
 	if err != nil {
 		return res, err
 	}
-	b.logf("%-9s %-16s conc %3d: %9.1f msgs/s  p50 %-8s p99 %-8s errors %d",
+	b.Logf("%-9s %-16s conc %3d: %9.1f msgs/s  p50 %-8s p99 %-8s errors %d",
 		s.name, label, conc, res.PerSecond, report.Duration(res.P50), report.Duration(res.P99), res.Errors)
 	return res, nil
-}
-
-// message is a message to rcpt with a unique Message-ID and the fixed
-// body.
-func (b *bench) message(rcpt string, body []byte) []byte {
-	n := b.msgSeq.Add(1)
-	var sb strings.Builder
-	sb.Grow(len(body) + 300)
-	fmt.Fprintf(&sb, "From: Bench Sender <sender@example.net>\r\nTo: <%s>\r\nSubject: postcove lmtp benchmark\r\nDate: %s\r\nMessage-ID: <%s.%d@bench.localhost>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n",
-		rcpt, time.Now().Format(time.RFC1123Z), b.runID, n)
-	sb.Write(body)
-	return []byte(sb.String())
-}
-
-// headerAllowance is roughly the size of message's header, subtracted
-// from the body so a message is about the size asked for.
-const headerAllowance = 260
-
-// fixedBody is size-headerAllowance bytes of 76-character text lines.
-func fixedBody(size int) []byte {
-	n := max(size-headerAllowance, 80)
-	line := []byte("The quick brown fox jumps over the lazy dog. 0123456789 abcdefghijklmnopqrs\r\n") // 78 bytes
-	out := make([]byte, 0, n)
-	for len(out)+len(line) <= n {
-		out = append(out, line...)
-	}
-	return out
-}
-
-func sizeLabel(n int) string {
-	if n >= 1024 && n%1024 == 0 {
-		return fmt.Sprintf("%d KiB", n/1024)
-	}
-	return fmt.Sprintf("%d B", n)
-}
-
-// countMessages counts the files in <root>/<domain>/<user>/Maildir/{new,cur}.
-func countMessages(root string) (int, error) {
-	var n int
-	var mu sync.Mutex
-	dirs, err := filepath.Glob(filepath.Join(root, "*", "*", "Maildir"))
-	if err != nil {
-		return 0, err
-	}
-	for _, d := range dirs {
-		for _, sub := range []string{"new", "cur"} {
-			entries, err := os.ReadDir(filepath.Join(d, sub))
-			if errors.Is(err, os.ErrNotExist) {
-				continue
-			}
-			if err != nil {
-				return 0, err
-			}
-			mu.Lock()
-			for _, e := range entries {
-				if e.Type().IsRegular() {
-					n++
-				}
-			}
-			mu.Unlock()
-		}
-	}
-	return n, nil
 }
 
 func (b *bench) describe(ctx context.Context) {

@@ -2,43 +2,23 @@ package lmtpbench_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/postcove/postcove/services/bench/internal/dovecot"
+	"github.com/postcove/postcove/services/bench/internal/benchtest"
 	"github.com/postcove/postcove/services/bench/internal/lmtpbench"
 	"github.com/postcove/postcove/services/bench/internal/load"
-	"github.com/postcove/postcove/services/bench/internal/postcove"
-	"github.com/postcove/postcove/services/internal/testlib"
 )
 
-// repoRoot is the repository, seen from this package.
-var repoRoot = filepath.Join("..", "..", "..", "..")
-
 func TestRunTiny(t *testing.T) {
-	dovecotBin := testlib.RequireTool(t, dovecot.DefaultBin)
-	testlib.RequireTool(t, "/usr/lib/dovecot/lmtp")
-	dir := testlib.TempDir(t)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	authBin, mailboxBin, err := postcove.BuildServices(repoRoot, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-
+	var log strings.Builder
+	servers := benchtest.Servers(t, "lmtp", &log)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var log strings.Builder
 	res, err := lmtpbench.Run(ctx, lmtpbench.Options{
-		Servers: postcove.Servers{
-			AuthBin: authBin, MailboxBin: mailboxBin, DovecotBin: dovecotBin,
-			ScriptsDir: filepath.Join(repoRoot, "scripts"), TempDir: dir, Log: &log,
-		},
-		Users: 3, Sizes: []int{2048},
+		Servers: servers,
+		Users:   3, Sizes: []int{2048},
 		Plan: load.Plan{Concurrency: []int{1}, Duration: 200 * time.Millisecond, NoWarmup: true},
 	})
 	if err != nil {

@@ -3,6 +3,12 @@
 // DATA) on the same connection, reading one DATA reply per accepted
 // recipient. Replies are returned whatever their code; an error means the
 // connection can no longer be trusted and should be closed.
+//
+// The same client speaks SMTP (RFC 5321, DialSMTP), the protocol LMTP is
+// derived from: EHLO instead of LHLO, and one DATA reply for the whole
+// transaction (RFC 2033 section 4.2 is the difference). No extension is
+// used (no PIPELINING, no AUTH, no STARTTLS): each command waits for its
+// reply.
 package lmtpclient
 
 import (
@@ -13,6 +19,7 @@ import (
 	"fmt"
 	"net"
 	"net/textproto"
+	"strings"
 	"time"
 )
 
@@ -28,36 +35,59 @@ func (r Reply) String() string { return fmt.Sprintf("%d %s", r.Code, r.Text) }
 // OK reports whether the reply is a 2xx.
 func (r Reply) OK() bool { return r.Code >= 200 && r.Code < 300 }
 
-// Client is one LMTP connection.
+// Client is one LMTP or SMTP connection.
 type Client struct {
-	conn net.Conn
-	r    *textproto.Reader
-	w    *bufio.Writer
+	conn  net.Conn
+	r     *textproto.Reader
+	w     *bufio.Writer
+	proto string // "lmtp" or "smtp", in messages
+	smtp  bool   // one DATA reply per transaction, not one per recipient
+	// dataWait is how long the last Deliver waited, after the end of its
+	// data was sent, for the first DATA reply.
+	dataWait time.Duration
 }
 
-// Dial connects to addr, reads the 220 greeting and sends LHLO name.
+// Dial connects to an LMTP server at addr, reads the 220 greeting and
+// sends LHLO name.
 func Dial(ctx context.Context, addr, name string) (*Client, error) {
+	return dial(ctx, addr, "lmtp", "LHLO "+name)
+}
+
+// DialSMTP connects to an SMTP server at addr, reads the 220 greeting and
+// sends EHLO name.
+func DialSMTP(ctx context.Context, addr, name string) (*Client, error) {
+	return dial(ctx, addr, "smtp", "EHLO "+name)
+}
+
+func dial(ctx context.Context, addr, proto, hello string) (*Client, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("lmtp: %w", err)
+		return nil, fmt.Errorf("%s: %w", proto, err)
 	}
-	c := &Client{conn: conn, r: textproto.NewReader(bufio.NewReader(conn)), w: bufio.NewWriterSize(conn, 64<<10)}
+	c := &Client{conn: conn, r: textproto.NewReader(bufio.NewReader(conn)), w: bufio.NewWriterSize(conn, 64<<10), proto: proto, smtp: proto == "smtp"}
 	c.deadline(ctx)
 	if err := c.expect("greeting", 220); err != nil {
 		conn.Close()
 		return nil, err
 	}
-	if err := c.cmd("LHLO " + name); err != nil {
+	verb, _, _ := strings.Cut(hello, " ")
+	if err := c.cmd(hello); err != nil {
 		conn.Close()
 		return nil, err
 	}
-	if err := c.expect("LHLO", 250); err != nil {
+	if err := c.expect(verb, 250); err != nil {
 		conn.Close()
 		return nil, err
 	}
 	return c, nil
 }
+
+// DataWait is how long the last Deliver waited for the server's answer to
+// the message: from the end of the data (the "." line) being sent to the
+// first DATA reply. For an SMTP server that is the time it takes to
+// accept the message (queue it durably) before its 250.
+func (c *Client) DataWait() time.Duration { return c.dataWait }
 
 // Close sends QUIT (not waiting long for its reply) and closes the
 // connection.
@@ -79,10 +109,10 @@ func (c *Client) deadline(ctx context.Context) {
 
 func (c *Client) cmd(line string) error {
 	if _, err := c.w.WriteString(line + "\r\n"); err != nil {
-		return fmt.Errorf("lmtp: write: %w", err)
+		return fmt.Errorf("%s: write: %w", c.proto, err)
 	}
 	if err := c.w.Flush(); err != nil {
-		return fmt.Errorf("lmtp: write: %w", err)
+		return fmt.Errorf("%s: write: %w", c.proto, err)
 	}
 	return nil
 }
@@ -94,18 +124,19 @@ func (c *Client) reply() (Reply, error) {
 		if errors.As(err, &perr) {
 			return Reply{perr.Code, perr.Msg}, nil
 		}
-		return Reply{}, fmt.Errorf("lmtp: read reply: %w", err)
+		return Reply{}, fmt.Errorf("%s: read reply: %w", c.proto, err)
 	}
 	return Reply{code, text}, nil
 }
 
 // ReplyError is an unexpected reply to a command.
 type ReplyError struct {
+	Proto string // "lmtp" or "smtp"
 	Cmd   string
 	Reply Reply
 }
 
-func (e *ReplyError) Error() string { return fmt.Sprintf("lmtp: %s: %s", e.Cmd, e.Reply) }
+func (e *ReplyError) Error() string { return fmt.Sprintf("%s: %s: %s", e.Proto, e.Cmd, e.Reply) }
 
 func (c *Client) expect(what string, code int) error {
 	r, err := c.reply()
@@ -113,7 +144,7 @@ func (c *Client) expect(what string, code int) error {
 		return err
 	}
 	if r.Code != code {
-		return &ReplyError{what, r}
+		return &ReplyError{c.proto, what, r}
 	}
 	return nil
 }
@@ -122,8 +153,9 @@ func (c *Client) expect(what string, code int) error {
 // recipient, and when at least one was accepted, DATA with msg
 // (dot-stuffed, line ends made CRLF). It returns one reply per recipient,
 // in order: the RCPT reply for those refused, the DATA reply for the
-// others. A refused MAIL is a *ReplyError; when no recipient is accepted
-// the transaction is reset (RSET) so the connection stays usable.
+// others (over SMTP the one DATA reply, for each of them). A refused MAIL
+// is a *ReplyError; when no recipient is accepted the transaction is
+// reset (RSET) so the connection stays usable.
 func (c *Client) Deliver(ctx context.Context, from string, rcpts []string, msg []byte) ([]Reply, error) {
 	c.deadline(ctx)
 	if err := c.cmd("MAIL FROM:<" + from + ">"); err != nil {
@@ -160,15 +192,23 @@ func (c *Client) Deliver(ctx context.Context, from string, rcpts []string, msg [
 		return nil, err
 	}
 	if err := writeDotStuffed(c.w, msg); err != nil {
-		return nil, fmt.Errorf("lmtp: write: %w", err)
+		return nil, fmt.Errorf("%s: write: %w", c.proto, err)
 	}
 	if err := c.w.Flush(); err != nil {
-		return nil, fmt.Errorf("lmtp: write: %w", err)
+		return nil, fmt.Errorf("%s: write: %w", c.proto, err)
 	}
-	for _, i := range accepted {
+	sent := time.Now()
+	for n, i := range accepted {
+		if c.smtp && n > 0 {
+			replies[i] = replies[accepted[0]]
+			continue
+		}
 		rep, err := c.reply()
 		if err != nil {
 			return nil, err
+		}
+		if n == 0 {
+			c.dataWait = time.Since(sent)
 		}
 		replies[i] = rep
 	}

@@ -45,6 +45,12 @@ type Options struct {
 // failed call: a wrong answer is an error too, not a timing.
 type Call func(ctx context.Context, worker int) error
 
+// TimedCall is a Call that times itself: it returns the latency to record
+// for the call, which may be one part of it (an SMTP transaction timed
+// from the end of its data to the server's reply, say) rather than the
+// whole. The throughput still counts whole calls.
+type TimedCall func(ctx context.Context, worker int) (time.Duration, error)
+
 // Result is what a run measured.
 type Result struct {
 	Concurrency int           `json:"concurrency"`
@@ -64,6 +70,15 @@ type Result struct {
 // It returns an error only for bad options or when ctx ends first; failed
 // calls are counted in the Result.
 func Run(ctx context.Context, opts Options, call Call) (Result, error) {
+	return RunTimed(ctx, opts, func(ctx context.Context, worker int) (time.Duration, error) {
+		t0 := time.Now()
+		err := call(ctx, worker)
+		return time.Since(t0), err
+	})
+}
+
+// RunTimed is Run with latencies the calls measure themselves.
+func RunTimed(ctx context.Context, opts Options, call TimedCall) (Result, error) {
 	switch {
 	case opts.Concurrency < 1:
 		return Result{}, fmt.Errorf("load: concurrency %d, want at least 1", opts.Concurrency)
@@ -145,7 +160,7 @@ type worker struct {
 	end      time.Time // when the last measured call returned
 }
 
-func (w *worker) run(ctx context.Context, id int, call Call, timeout time.Duration, measureFrom, deadline time.Time, claim func() bool) {
+func (w *worker) run(ctx context.Context, id int, call TimedCall, timeout time.Duration, measureFrom, deadline time.Time, claim func() bool) {
 	w.lat = make([]time.Duration, 0, 4096)
 	for ctx.Err() == nil {
 		t0 := time.Now()
@@ -162,7 +177,7 @@ func (w *worker) run(ctx context.Context, id int, call Call, timeout time.Durati
 		if measured && !claim() {
 			return
 		}
-		err := w.call(ctx, id, call, timeout)
+		lat, err := w.call(ctx, id, call, timeout)
 		t1 := time.Now()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -175,13 +190,13 @@ func (w *worker) run(ctx context.Context, id int, call Call, timeout time.Durati
 			continue
 		}
 		if measured {
-			w.lat = append(w.lat, t1.Sub(t0))
+			w.lat = append(w.lat, lat)
 			w.end = t1
 		}
 	}
 }
 
-func (w *worker) call(ctx context.Context, id int, call Call, timeout time.Duration) error {
+func (w *worker) call(ctx context.Context, id int, call TimedCall, timeout time.Duration) (time.Duration, error) {
 	if timeout <= 0 {
 		return call(ctx, id)
 	}

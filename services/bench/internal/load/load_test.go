@@ -166,3 +166,21 @@ func TestRunBadOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestRunTimed checks that the latencies are those the calls report, not
+// the calls' durations.
+func TestRunTimed(t *testing.T) {
+	var n atomic.Int64
+	res, err := load.RunTimed(context.Background(), load.Options{Concurrency: 2, Calls: 100}, func(ctx context.Context, worker int) (time.Duration, error) {
+		return time.Duration(n.Add(1)) * time.Hour, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Calls != 100 || res.P50 != 50*time.Hour || res.P99 != 99*time.Hour || res.Max != 100*time.Hour {
+		t.Errorf("RunTimed() = %d calls, p50 %v, p99 %v, max %v; want 100, 50h, 99h, 100h", res.Calls, res.P50, res.P99, res.Max)
+	}
+	if res.Elapsed > time.Minute {
+		t.Errorf("Elapsed = %v: the reported latencies must not change the elapsed time", res.Elapsed)
+	}
+}

@@ -7,6 +7,8 @@ package postcove
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +25,7 @@ import (
 
 	authv1 "github.com/postcove/postcove/proto/postcove/auth/v1"
 	"github.com/postcove/postcove/services/bench/internal/dovecot"
+	"github.com/postcove/postcove/services/bench/internal/fleet"
 	"github.com/postcove/postcove/services/bench/internal/load"
 	"github.com/postcove/postcove/services/bench/internal/proc"
 	"github.com/postcove/postcove/services/bench/internal/report"
@@ -71,13 +74,19 @@ type Paths struct {
 // removes the directory, unless it is kept: asked, or run failed. The
 // paths are set in *p before run is called.
 func (s Servers) InFrame(protocol string, p *Paths, run func() error) (err error) {
+	return s.Frame(protocol, protocol, p, run)
+}
+
+// Frame is InFrame for benchmark name ("smtp"), where dovecot serves
+// protocol ("lmtp").
+func (s Servers) Frame(name, protocol string, p *Paths, run func() error) (err error) {
 	if p.AuthBin, p.MailboxBin, err = binaries(s.AuthBin, s.MailboxBin); err != nil {
 		return err
 	}
 	if err := dovecot.CheckInstalled(s.DovecotBin, protocol); err != nil {
 		return err
 	}
-	if p.Root, err = dovecot.NewWorkDir(s.TempDir, "postcove-bench-"+protocol+"-"); err != nil {
+	if p.Root, err = dovecot.NewWorkDir(s.TempDir, "postcove-bench-"+name+"-"); err != nil {
 		return err
 	}
 	defer func() {
@@ -125,14 +134,16 @@ func (p Paths) Environment(ctx context.Context, dovecotBin string) []report.KV {
 // binaries returns the auth and mailbox binaries as absolute paths,
 // failing with a hint when one is not an executable.
 func binaries(auth, mailbox string) (authAbs, mailboxAbs string, err error) {
-	if authAbs, err = absBin("postcove auth", auth); err != nil {
+	if authAbs, err = AbsBin("postcove auth", auth); err != nil {
 		return "", "", err
 	}
-	mailboxAbs, err = absBin("postcove mailbox", mailbox)
+	mailboxAbs, err = AbsBin("postcove mailbox", mailbox)
 	return authAbs, mailboxAbs, err
 }
 
-func absBin(what, bin string) (string, error) {
+// AbsBin returns bin, the binary of what ("postcove mta"), as an absolute
+// path, failing with a hint when it is not an executable.
+func AbsBin(what, bin string) (string, error) {
 	abs, err := filepath.Abs(bin)
 	if err != nil {
 		return "", err
@@ -393,14 +404,81 @@ func FreeAddr() (string, error) {
 // into dir and returns the binaries, for tests that run the benchmarks on
 // the code they test.
 func BuildServices(repoRoot, dir string) (authBin, mailboxBin string, err error) {
-	var bins [2]string
-	for i, service := range []string{"auth", "mailbox"} {
-		bins[i] = filepath.Join(dir, service)
-		cmd := exec.Command("go", "build", "-o", bins[i], "./services/"+service+"/cmd/"+service)
-		cmd.Dir = repoRoot
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return "", "", fmt.Errorf("go build %s: %w\n%s", service, err, out)
-		}
+	if authBin, err = BuildService(repoRoot, dir, "auth"); err != nil {
+		return "", "", err
 	}
-	return bins[0], bins[1], nil
+	mailboxBin, err = BuildService(repoRoot, dir, "mailbox")
+	return authBin, mailboxBin, err
+}
+
+// BuildService builds service ("mta": ./services/mta/cmd/mta) from the
+// workspace at repoRoot into dir and returns the binary.
+func BuildService(repoRoot, dir, service string) (string, error) {
+	bin := filepath.Join(dir, service)
+	cmd := exec.Command("go", "build", "-o", bin, "./services/"+service+"/cmd/"+service)
+	cmd.Dir = repoRoot
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %w\n%s", service, err, out)
+	}
+	return bin, nil
+}
+
+// WithRandomPasswords makes users of addrs with random passwords, for
+// benchmarks where nobody logs in.
+func WithRandomPasswords(addrs []string) []User {
+	users := make([]User, len(addrs))
+	for i, a := range addrs {
+		pw := make([]byte, 12)
+		rand.Read(pw) //nolint:errcheck // never fails
+		users[i] = User{Address: a, Password: hex.EncodeToString(pw)}
+	}
+	return users
+}
+
+// StartDovecotMail starts a private dovecot in dir serving protocol for
+// the mailboxes addrs, mail under dir/mail. Nobody logs in: the passwords
+// are unusable.
+func (s Servers) StartDovecotMail(ctx context.Context, dir, protocol string, addrs []string) (*dovecot.Server, error) {
+	users := make([]dovecot.PasswdEntry, len(addrs))
+	for i, a := range addrs {
+		users[i] = dovecot.MailUser(a, "{PLAIN}unused", filepath.Join(dir, "mail"))
+	}
+	return s.StartDovecot(ctx, dir, protocol, users)
+}
+
+// Mailboxes are the addresses of n users of domain: user00000@domain...
+func Mailboxes(n int, domain string) []string {
+	addrs := make([]string, n)
+	for i := range addrs {
+		addrs[i] = fmt.Sprintf("user%05d@%s", i, domain)
+	}
+	return addrs
+}
+
+// StartMail starts the auth service with the users of domain (random
+// passwords: nobody logs in) and the mailbox service pointed at it,
+// delivering under mailRoot, each as a step (report.Report.Step); servers
+// stops them.
+func (p Paths) StartMail(ctx context.Context, step func(string, func() error) error, servers *fleet.Fleet, domain string, users []string, mailRoot string) (*Auth, *Mailbox, error) {
+	var auth *Auth
+	if err := step(fmt.Sprintf("start postcove auth, create %d users", len(users)), func() error {
+		var err error
+		if auth, err = StartAuth(ctx, p.AuthBin, p.Root); err != nil {
+			return err
+		}
+		servers.OnStop(auth.Stop)
+		return auth.CreateUsers(ctx, domain, WithRandomPasswords(users))
+	}); err != nil {
+		return nil, nil, err
+	}
+	var mbox *Mailbox
+	err := step("start postcove mailbox", func() error {
+		var err error
+		if mbox, err = StartMailbox(ctx, MailboxOptions{Bin: p.MailboxBin, Dir: p.Root, MailRoot: mailRoot, AuthAddr: auth.Addr()}); err != nil {
+			return err
+		}
+		servers.OnStop(mbox.Stop)
+		return nil
+	})
+	return auth, mbox, err
 }

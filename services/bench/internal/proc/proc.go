@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -90,4 +91,14 @@ func (p *Process) Stop(grace time.Duration) error {
 	}
 	<-p.done
 	return fmt.Errorf("%s (pid %d) ignored SIGTERM for %v: killed", p.name, p.Pid(), grace)
+}
+
+// LogTail returns the last 3000 bytes or so of a server's log file,
+// trimmed, for error messages; "" when it cannot be read.
+func LogTail(path string) string {
+	b, _ := os.ReadFile(path)
+	if i := len(b) - 3000; i > 0 {
+		b = b[i:]
+	}
+	return strings.TrimSpace(string(b))
 }

@@ -1,7 +1,9 @@
 package proc_test
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -78,5 +80,20 @@ func TestExitedOnItsOwn(t *testing.T) {
 func TestStartError(t *testing.T) {
 	if _, err := proc.Start("missing", exec.Command("/nonexistent/binary")); err == nil {
 		t.Error("Start(/nonexistent/binary) = nil error")
+	}
+}
+
+func TestLogTail(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "server.log")
+	if err := os.WriteFile(path, []byte(strings.Repeat("x", 5000)+"the end\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := proc.LogTail(path)
+	if !strings.HasSuffix(got, "the end") || len(got) > 3000 {
+		t.Errorf("LogTail() = %d bytes ending %q, want at most 3000 ending with the end", len(got), got[max(0, len(got)-10):])
+	}
+	if got := proc.LogTail(filepath.Join(dir, "missing")); got != "" {
+		t.Errorf("LogTail(missing) = %q, want empty", got)
 	}
 }

@@ -176,7 +176,13 @@ func ratio(v float64) string {
 	return fmt.Sprintf("%.2f", v)
 }
 
+// latency formats p50 / p99, or "–" for a row that measured no
+// latencies (a rate computed over a whole batch, like end-to-end delivery;
+// a measured latency is never 0).
 func latency(r load.Result) string {
+	if r.P99 == 0 {
+		return "–"
+	}
 	return Duration(r.P50) + " / " + Duration(r.P99)
 }
 
@@ -208,4 +214,21 @@ func (r *Report) Step(log io.Writer, name string, f func() error) error {
 	}
 	r.Setup = append(r.Setup, Step{Name: name, Duration: time.Since(t0)})
 	return nil
+}
+
+// Progress is a run's report and the log where it tells a person what it
+// does.
+type Progress struct {
+	Report *Report
+	Log    io.Writer
+}
+
+// Logf writes a line to the log.
+func (p Progress) Logf(format string, args ...any) {
+	fmt.Fprintf(p.Log, format+"\n", args...)
+}
+
+// Step is Report.Step, saying so on the log.
+func (p Progress) Step(name string, f func() error) error {
+	return p.Report.Step(p.Log, name, f)
 }
