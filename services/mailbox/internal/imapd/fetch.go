@@ -41,12 +41,41 @@ func (sess *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 	if err != nil {
 		return sess.storeError("fetch", err, false)
 	}
-	seqs := seqByUID(targets)
+	var scratch fetchScratch
+	return eachMessage(targets, msgs, func(seq uint32, m *store.Message) error {
+		return sess.fetchOne(ctx, w, &scratch, seq, m, options, seen[m.UID])
+	})
+}
+
+// fetchScratch holds the buffers one FETCH reuses from message to
+// message rather than allocating them for each (10,000 FETCH FLAGS
+// responses, or 100 bodies, per command are common). They live as long as
+// the command: a session keeps no buffer between commands.
+type fetchScratch struct {
+	flags []imap.Flag // of one response: the library encodes them at once
+	copy  []byte      // BODY[] from the store to the connection, made at the first
+}
+
+// copyBufferSize holds most messages whole: one read of the file each.
+const copyBufferSize = 32 << 10
+
+// eachMessage calls f with each of msgs and its sequence number. msgs are
+// what store.Mailbox.Messages returned for the UIDs of targets: in their
+// order, without the messages expunged meanwhile.
+func eachMessage(targets []target, msgs []store.Message, f func(seq uint32, m *store.Message) error) error {
+	j := 0
 	for i := range msgs {
 		m := &msgs[i]
-		if err := sess.fetchOne(ctx, w, seqs[m.UID], m, options, seen[m.UID]); err != nil {
+		for j < len(targets) && targets[j].uid != m.UID {
+			j++
+		}
+		if j == len(targets) {
+			return fmt.Errorf("imapd: store returned UID %d out of order", m.UID)
+		}
+		if err := f(targets[j].seq, m); err != nil {
 			return err
 		}
+		j++
 	}
 	return nil
 }
@@ -69,8 +98,8 @@ func setsSeen(options *imap.FetchOptions) bool {
 // fail (opening the body, decoding BINARY) happens before the response is
 // begun: a message expunged meanwhile gets no response rather than half
 // of one.
-func (sess *session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, seq uint32, m *store.Message, options *imap.FetchOptions, flagsChanged bool) error {
-	c := fetchContent{sess: sess, ctx: ctx, m: m}
+func (sess *session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, scratch *fetchScratch, seq uint32, m *store.Message, options *imap.FetchOptions, flagsChanged bool) error {
+	c := fetchContent{sess: sess, ctx: ctx, m: m, scratch: scratch}
 	defer c.close()
 	if err := c.prepare(options); err != nil {
 		if errors.Is(err, store.ErrNoSuchMessage) {
@@ -100,7 +129,8 @@ func (sess *session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, se
 		resp.WriteUID(imap.UID(m.UID))
 	}
 	if options.Flags || flagsChanged {
-		resp.WriteFlags(imapFlags(m.Flags))
+		scratch.flags = appendFlags(scratch.flags[:0], m.Flags)
+		resp.WriteFlags(scratch.flags)
 	}
 	if options.InternalDate {
 		resp.WriteInternalDate(m.InternalDate)
@@ -148,13 +178,14 @@ func writeLiteral(wc io.WriteCloser, b []byte) error {
 // fetchContent is what one message's FETCH reads from its body, each
 // at most once.
 type fetchContent struct {
-	sess   *session
-	ctx    context.Context
-	m      *store.Message
-	body   store.Body   // open when an item needs the content
-	header *part        // the top-level header, for ENVELOPE and HEADER sections
-	parsed *mimeMessage // the message, or only its header when !whole
-	whole  bool         // parsed holds the whole message
+	sess    *session
+	ctx     context.Context
+	m       *store.Message
+	scratch *fetchScratch
+	body    store.Body   // open when an item needs the content
+	header  *part        // the top-level header, for ENVELOPE and HEADER sections
+	parsed  *mimeMessage // the message, or only its header when !whole
+	whole   bool         // parsed holds the whole message
 }
 
 func (c *fetchContent) close() {
@@ -218,8 +249,11 @@ func (c *fetchContent) writeBodySection(resp *imapserver.FetchResponseWriter, it
 			off = min(max(p.Offset, 0), c.m.Size)
 			n = min(max(p.Size, 0), c.m.Size-off)
 		}
+		if c.scratch.copy == nil {
+			c.scratch.copy = make([]byte, copyBufferSize)
+		}
 		wc := resp.WriteBodySection(item, n)
-		copied, err := io.Copy(wc, io.NewSectionReader(c.body, off, n))
+		copied, err := io.CopyBuffer(wc, io.NewSectionReader(c.body, off, n), c.scratch.copy)
 		if err == nil && copied < n {
 			err = io.ErrUnexpectedEOF // the file is shorter than the store said
 		}

@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -278,6 +279,49 @@ func TestCopyMoveExpunge(t *testing.T) {
 		}
 		if err := c.Unselect().Wait(); err != nil {
 			t.Errorf("UNSELECT = %v", err)
+		}
+	})
+}
+
+// TestFirstUnseen: IMAP4rev1's [UNSEEN n] is the first unseen message
+// wherever the unseen ones are (SELECT reads the metadata of a few
+// messages at both ends of the mailbox, then of more), and is left out
+// when every message is seen.
+func TestFirstUnseen(t *testing.T) {
+	forEachStore(t, func(t *testing.T, ts *testServer) {
+		msgs := make([]string, 600)
+		for i := range msgs {
+			msgs[i] = plainMsg(fmt.Sprintf("m%d", i), "x")
+		}
+		ts.deliver(t, "INBOX", msgs...)
+		r := ts.raw(t)
+		r.ok("LOGIN " + testUser + ` "` + testPass + `"`)
+		for _, tc := range []struct {
+			unseen string // sequence set, "" for none
+			want   string // the UNSEEN code, "" for none
+		}{
+			{"1", "[UNSEEN 1]"},
+			{"590", "[UNSEEN 590]"},
+			{"500:*", "[UNSEEN 500]"},     // the newest unread
+			{"300,500:*", "[UNSEEN 300]"}, // and one in the middle
+			{"100,599:*", "[UNSEEN 100]"}, // found from the start
+			{"320", "[UNSEEN 320]"},       // in neither end's first look
+			{"", ""},
+		} {
+			r.ok("SELECT INBOX")
+			r.ok(`STORE 1:* +FLAGS.SILENT (\Seen)`)
+			if tc.unseen != "" {
+				r.ok(`STORE ` + tc.unseen + ` -FLAGS.SILENT (\Seen)`)
+			}
+			got := strings.Join(r.ok("EXAMINE INBOX"), "\n")
+			switch {
+			case !strings.Contains(got, "* 600 EXISTS"):
+				t.Errorf("EXAMINE with %q unseen = %s, want 600 EXISTS", tc.unseen, got)
+			case tc.want == "" && strings.Contains(got, "UNSEEN"):
+				t.Errorf("EXAMINE with every message seen = %s, want no UNSEEN", got)
+			case tc.want != "" && !strings.Contains(got, tc.want):
+				t.Errorf("EXAMINE with %q unseen = %s, want %s", tc.unseen, got, tc.want)
+			}
 		}
 	})
 }

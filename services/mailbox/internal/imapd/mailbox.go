@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"sort"
@@ -92,25 +93,74 @@ func (sess *session) Select(name string, options *imap.SelectOptions) (*imap.Sel
 		// spells it.
 		data.List = &imap.ListData{Mailbox: mb.Name(), Delim: delim}
 	}
-	if !rev2 && len(uids) > 0 {
-		// IMAP4rev1's "OK [UNSEEN n]": one metadata call for the view.
-		msgs, err := mb.Messages(ctx, uids)
-		if err != nil {
+	if !rev2 && st.Unseen > 0 {
+		// IMAP4rev1's "OK [UNSEEN n]".
+		if data.FirstUnseenSeqNum, err = firstUnseen(ctx, mb, uids, st.Unseen); err != nil {
 			mb.Close()
 			return nil, sess.storeError("select", err, false)
-		}
-		for _, m := range msgs {
-			if !store.HasFlag(m.Flags, store.FlagSeen) {
-				if i, ok := slices.BinarySearch(uids, m.UID); ok {
-					data.FirstUnseenSeqNum = uint32(i + 1)
-				}
-				break
-			}
 		}
 	}
 	sess.sel = &selected{mb: mb, readOnly: options.ReadOnly, keywords: make(map[string]bool)}
 	sess.sel.learnKeywords(st.Keywords)
 	return data, nil
+}
+
+// firstUnseen returns the sequence number of the first message of the
+// view without \Seen, 0 when there is none; unseen is how many the
+// mailbox has. Rather than the metadata of every message (100,000 of
+// them in a large mailbox) it asks the store for a few at both ends of
+// the view, then for more and more: the first unseen message found from
+// the start is the answer, and so is the lowest found from the end once
+// as many as the mailbox has are found there, as when the unread mail is
+// the newest.
+func firstUnseen(ctx context.Context, mb store.Mailbox, uids []store.UID, unseen uint32) (uint32, error) {
+	isUnseen := func(m *store.Message) bool { return !store.HasFlag(m.Flags, store.FlagSeen) }
+	lo, hi := 0, len(uids) // uids[lo:hi] are not looked at yet
+	var (
+		found  uint32
+		lowest store.UID // the lowest found from the end
+	)
+	for n := 256; lo < hi; n *= 4 {
+		front, err := mb.Messages(ctx, uids[lo:min(lo+n, hi)])
+		if err != nil {
+			return 0, err
+		}
+		lo = min(lo+n, hi)
+		for i := range front {
+			if isUnseen(&front[i]) {
+				return seqOf(uids, front[i].UID), nil
+			}
+		}
+		back, err := mb.Messages(ctx, uids[max(hi-n, lo):hi])
+		if err != nil {
+			return 0, err
+		}
+		hi = max(hi-n, lo)
+		for i := range back {
+			if isUnseen(&back[i]) {
+				found++
+				if lowest == 0 {
+					lowest = back[i].UID
+				}
+			}
+		}
+		if lowest != 0 && found >= unseen {
+			break
+		}
+	}
+	if lowest == 0 {
+		return 0, nil
+	}
+	return seqOf(uids, lowest), nil
+}
+
+// seqOf returns the sequence number of uid in the view, 0 when it is not
+// there.
+func seqOf(uids []store.UID, uid store.UID) uint32 {
+	if i, ok := slices.BinarySearch(uids, uid); ok {
+		return uint32(i + 1)
+	}
+	return 0
 }
 
 // mailboxFlags is the FLAGS list: the system flags and the keywords.
@@ -188,11 +238,15 @@ func (sess *session) writeChanges(w *imapserver.UpdateWriter, ch store.Changes) 
 }
 
 func imapFlags(flags []string) []imap.Flag {
-	out := make([]imap.Flag, len(flags))
-	for i, f := range flags {
-		out[i] = imap.Flag(f)
+	return appendFlags(make([]imap.Flag, 0, len(flags)), flags)
+}
+
+// appendFlags appends flags to dst as imap.Flags.
+func appendFlags(dst []imap.Flag, flags []string) []imap.Flag {
+	for _, f := range flags {
+		dst = append(dst, imap.Flag(f))
 	}
-	return out
+	return dst
 }
 
 // Idle waits for changes to the selected mailbox (store.Mailbox.Updates:
@@ -361,18 +415,14 @@ func (sess *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags 
 		return sess.storeError("store", err, false)
 	}
 	_, byUID := numSet.(imap.UIDSet)
-	seqs := seqByUID(targets)
-	for _, m := range msgs {
-		resp := w.CreateMessage(seqs[m.UID])
+	return eachMessage(targets, msgs, func(seq uint32, m *store.Message) error {
+		resp := w.CreateMessage(seq)
 		if byUID {
 			resp.WriteUID(imap.UID(m.UID))
 		}
 		resp.WriteFlags(imapFlags(m.Flags))
-		if err := resp.Close(); err != nil {
-			return err
-		}
-	}
-	return nil
+		return resp.Close()
+	})
 }
 
 func (sel *selected) hasNewKeyword(flags []string) bool {
@@ -382,14 +432,6 @@ func (sel *selected) hasNewKeyword(flags []string) bool {
 		}
 	}
 	return false
-}
-
-func seqByUID(ts []target) map[store.UID]uint32 {
-	m := make(map[store.UID]uint32, len(ts))
-	for _, t := range ts {
-		m[t.uid] = t.seq
-	}
-	return m
 }
 
 // Copy copies messages (COPY, UID COPY) and answers COPYUID (RFC 4315).

@@ -110,8 +110,12 @@ func parseFields(h []byte) []field {
 	for k := range fields {
 		f := &fields[k]
 		v := f.raw[bytes.IndexByte(f.raw, ':')+1:]
-		v = bytes.ReplaceAll(v, []byte("\r"), nil)
-		v = bytes.ReplaceAll(v, []byte("\n"), nil)
+		// Unfold. Most fields are one line, whose line end TrimSpace
+		// removes without a copy of the value.
+		if bytes.ContainsAny(bytes.TrimRight(v, "\r\n"), "\r\n") {
+			v = bytes.ReplaceAll(v, []byte("\r"), nil)
+			v = bytes.ReplaceAll(v, []byte("\n"), nil)
+		}
 		f.value = string(bytes.TrimSpace(v))
 	}
 	return fields

@@ -7,8 +7,10 @@ import (
 	"io"
 	"mime"
 	"net/mail"
+	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -25,10 +27,12 @@ type criteria struct {
 	sets []([]bool)
 	not  []*criteria
 	or   [][2]*criteria
+	// body and text are c.Body and c.Text lower-cased.
+	body, text [][]byte
 }
 
 func (sel *selected) compile(c *imap.SearchCriteria, n int) *criteria {
-	out := &criteria{SearchCriteria: c}
+	out := &criteria{SearchCriteria: c, body: lowerAll(c.Body), text: lowerAll(c.Text)}
 	add := func(set imap.NumSet) {
 		in := make([]bool, n)
 		for _, t := range sel.resolve(set) {
@@ -47,6 +51,14 @@ func (sel *selected) compile(c *imap.SearchCriteria, n int) *criteria {
 	}
 	for i := range c.Or {
 		out.or = append(out.or, [2]*criteria{sel.compile(&c.Or[i][0], n), sel.compile(&c.Or[i][1], n)})
+	}
+	return out
+}
+
+func lowerAll(list []string) [][]byte {
+	out := make([][]byte, len(list))
+	for i, s := range list {
+		out[i] = []byte(strings.ToLower(s))
 	}
 	return out
 }
@@ -76,12 +88,13 @@ func (sess *session) Search(kind imapserver.NumKind, c *imap.SearchCriteria, opt
 		matched    []store.UID
 		minU, maxU store.UID
 	)
+	var scratch searchScratch
 	j := 0 // msgs is the view minus expunged messages, in order
 	for i, uid := range uids {
 		if j >= len(msgs) || msgs[j].UID != uid {
 			continue
 		}
-		sm := &searchMessage{sess: sess, ctx: ctx, seq: uint32(i + 1), m: &msgs[j]}
+		sm := &searchMessage{sess: sess, ctx: ctx, seq: uint32(i + 1), m: &msgs[j], scratch: &scratch}
 		j++
 		ok, err := sm.match(compiled)
 		sm.close()
@@ -125,19 +138,31 @@ func (sess *session) Search(kind imapserver.NumKind, c *imap.SearchCriteria, opt
 	return &data, nil
 }
 
+// searchScratch holds the buffers one SEARCH reuses from message to
+// message: what is read of a message and its text are needed only while
+// it is evaluated, and allocating them for each of 10,000 messages made
+// the garbage collector a good part of a TEXT search. They live as long
+// as the command.
+type searchScratch struct {
+	message []byte // the message as stored
+	text    []byte // decoded text before lower-casing
+	lower   []byte // headerText and bodyText
+}
+
 // searchMessage is one message under evaluation, with what was read of
 // it so far.
 type searchMessage struct {
-	sess *session
-	ctx  context.Context
-	seq  uint32
-	m    *store.Message
+	sess    *session
+	ctx     context.Context
+	seq     uint32
+	m       *store.Message
+	scratch *searchScratch
 
 	body       store.Body
 	header     *part
 	parsed     *mimeMessage
-	headerText string // lower-cased decoded header, for TEXT
-	bodyText   string // lower-cased decoded text parts, for BODY and TEXT
+	headerText []byte // lower-cased decoded header, for TEXT
+	bodyText   []byte // lower-cased decoded text parts, for BODY and TEXT
 	gone       bool   // expunged meanwhile: matches nothing more
 }
 
@@ -192,14 +217,13 @@ func (sm *searchMessage) match(c *criteria) (bool, error) {
 		if err := sm.loadText(); err != nil || sm.gone {
 			return false, err
 		}
-		for _, s := range c.Body {
-			if !strings.Contains(sm.bodyText, strings.ToLower(s)) {
+		for _, s := range c.body {
+			if !bytes.Contains(sm.bodyText, s) {
 				return false, nil
 			}
 		}
-		for _, s := range c.Text {
-			s = strings.ToLower(s)
-			if !strings.Contains(sm.headerText, s) && !strings.Contains(sm.bodyText, s) {
+		for _, s := range c.text {
+			if !bytes.Contains(sm.headerText, s) && !bytes.Contains(sm.bodyText, s) {
 				return false, nil
 			}
 		}
@@ -291,48 +315,77 @@ func (sm *searchMessage) loadHeader() error {
 	return err
 }
 
-// loadText reads and parses the whole message and extracts its text.
+// loadText reads and parses the whole message and extracts its text,
+// into the scratch buffers: nothing of it is kept once the message is
+// evaluated.
 func (sm *searchMessage) loadText() error {
 	if sm.parsed != nil {
 		return nil
 	}
-	b, ok, err := sm.read(func(r io.Reader) ([]byte, error) { return readAll(r, sm.m.Size) })
+	sc := sm.scratch
+	b, ok, err := sm.read(func(r io.Reader) ([]byte, error) {
+		var err error
+		sc.message, err = readAllInto(sc.message[:0], r, sm.m.Size)
+		return sc.message, err
+	})
 	if !ok {
 		return err
 	}
 	sm.parsed = parseMessage(b)
 	sm.header = sm.parsed.root
-	sm.headerText = headerText(sm.header.fields)
-	var text strings.Builder
-	sm.parsed.appendText(&text, sm.parsed.root)
-	sm.bodyText = strings.ToLower(text.String())
+	sc.text = appendHeaderText(sc.text[:0], sm.header.fields)
+	headerEnd := len(sc.text)
+	sc.text = sm.parsed.appendText(sc.text, sm.parsed.root)
+	// Lowered separately: the two must not match across their border.
+	sc.lower = appendLower(sc.lower[:0], sc.text[:headerEnd])
+	n := len(sc.lower)
+	sc.lower = appendLower(sc.lower, sc.text[headerEnd:])
+	sm.headerText, sm.bodyText = sc.lower[:n:n], sc.lower[n:]
 	return nil
 }
 
-// headerText is a header's fields, decoded and lower-cased.
-func headerText(fields []field) string {
-	var b strings.Builder
+// appendHeaderText appends a header's fields, decoded (not yet
+// lower-cased).
+func appendHeaderText(dst []byte, fields []field) []byte {
 	for _, f := range fields {
-		b.WriteString(f.name)
-		b.WriteString(": ")
-		b.WriteString(decodeHeader(f.value))
-		b.WriteByte('\n')
+		dst = append(dst, f.name...)
+		dst = append(dst, ": "...)
+		dst = append(dst, decodeHeader(f.value)...)
+		dst = append(dst, '\n')
 	}
-	return strings.ToLower(b.String())
+	return dst
 }
 
-// appendText adds the text of p's body: text parts decoded (transfer
+// appendLower appends s lower-cased as bytes.ToLower (and strings.ToLower)
+// would, without their allocation when s is ASCII, as most mail text is.
+func appendLower(dst, s []byte) []byte {
+	n := len(dst)
+	dst = slices.Grow(dst, len(s))[:n+len(s)]
+	out := dst[n:]
+	for i, c := range s {
+		if c >= utf8.RuneSelf {
+			return append(dst[:n], bytes.ToLower(s)...)
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		out[i] = c
+	}
+	return dst
+}
+
+// appendText appends the text of p's body: text parts decoded (transfer
 // encoding and charset), and the header and text of attached messages.
 // Other parts (images, archives) hold no searchable text.
-func (m *mimeMessage) appendText(out *strings.Builder, p *part) {
+func (m *mimeMessage) appendText(out []byte, p *part) []byte {
 	switch {
 	case p.multipart:
 		for _, c := range p.children {
-			m.appendText(out, c)
+			out = m.appendText(out, c)
 		}
 	case p.msg != nil:
-		out.WriteString(headerText(p.msg.fields))
-		m.appendText(out, p.msg)
+		out = appendHeaderText(out, p.msg.fields)
+		out = m.appendText(out, p.msg)
 	case p.mediaType == "text":
 		body, err := decodeCTE(p.get("Content-Transfer-Encoding"), m.b[p.bodyStart:p.end])
 		if err != nil {
@@ -345,7 +398,8 @@ func (m *mimeMessage) appendText(out *strings.Builder, p *part) {
 				}
 			}
 		}
-		out.Write(body)
-		out.WriteByte('\n')
+		out = append(out, body...)
+		out = append(out, '\n')
 	}
+	return out
 }

@@ -70,6 +70,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -381,6 +382,13 @@ func (s *Server) refuse(conn net.Conn) {
 // waits in wbuf until the server reads again (it has answered then) or
 // wbuf is full; while a read is blocked, writes (IDLE's updates) go out at
 // once.
+//
+// For the same reason the write deadline is applied lazily: imapserver
+// sets one at the start and clears it at the end of every response (two
+// updates of the runtime's timer per FETCH line, which were a third of
+// the server's time in FETCH 1:* FLAGS), but only a write to the socket
+// can block. SetWriteDeadline records the deadline; it is given to the
+// socket before the next write that reaches it.
 type trackedConn struct {
 	net.Conn
 	srv *Server
@@ -393,9 +401,14 @@ type trackedConn struct {
 	// backend then says BYE instead of the read being cut.
 	idleWake chan struct{}
 
-	wmu     sync.Mutex // protects wbuf and reading; held while writing to Conn
+	// wdeadline is the write deadline last asked for, in Unix
+	// nanoseconds, 0 for none.
+	wdeadline atomic.Int64
+
+	wmu     sync.Mutex // protects wbuf, reading and applied; held while writing to Conn
 	wbuf    []byte
-	reading bool // a Read is blocked: write through
+	reading bool  // a Read is blocked: write through
+	applied int64 // the write deadline set on Conn, as wdeadline
 }
 
 // Output gathering: flush at this size, and bound a flush that the
@@ -409,23 +422,54 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.reading {
+		c.applyWriteDeadline(c.wdeadline.Load())
 		return c.Conn.Write(p)
 	}
 	c.wbuf = append(c.wbuf, p...)
 	if len(c.wbuf) >= writeBufferSize {
-		if err := c.flushLocked(); err != nil {
+		if err := c.flushLocked(c.wdeadline.Load()); err != nil {
 			return 0, err
 		}
 	}
 	return len(p), nil
 }
 
-// flushLocked sends wbuf; c.wmu is held. Output that cannot be sent is
-// dropped with the error: the connection is lost.
-func (c *trackedConn) flushLocked() error {
+// SetWriteDeadline records t for the next write to the socket.
+func (c *trackedConn) SetWriteDeadline(t time.Time) error {
+	c.wdeadline.Store(deadlineNanos(t))
+	return nil
+}
+
+// deadlineNanos is t as wdeadline keeps it.
+func deadlineNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return max(t.UnixNano(), 1)
+}
+
+// applyWriteDeadline gives the socket the write deadline d (as
+// wdeadline) unless it has it already; c.wmu is held.
+func (c *trackedConn) applyWriteDeadline(d int64) {
+	if d == c.applied {
+		return
+	}
+	var t time.Time
+	if d != 0 {
+		t = time.Unix(0, d)
+	}
+	c.Conn.SetWriteDeadline(t)
+	c.applied = d
+}
+
+// flushLocked sends wbuf under the write deadline d (as wdeadline);
+// c.wmu is held. Output that cannot be sent is dropped with the error:
+// the connection is lost.
+func (c *trackedConn) flushLocked(d int64) error {
 	if len(c.wbuf) == 0 {
 		return nil
 	}
+	c.applyWriteDeadline(d)
 	_, err := c.Conn.Write(c.wbuf)
 	c.wbuf = c.wbuf[:0]
 	return err
@@ -436,8 +480,7 @@ func (c *trackedConn) flushWithin(timeout time.Duration) error {
 	if len(c.wbuf) == 0 {
 		return nil
 	}
-	c.Conn.SetWriteDeadline(time.Now().Add(timeout))
-	return c.flushLocked()
+	return c.flushLocked(deadlineNanos(time.Now().Add(timeout)))
 }
 
 // past is a read deadline that has passed.
@@ -485,7 +528,7 @@ func (c *trackedConn) SetDeadline(t time.Time) error {
 	if err := c.SetReadDeadline(t); err != nil {
 		return err
 	}
-	return c.Conn.SetWriteDeadline(t)
+	return c.SetWriteDeadline(t)
 }
 
 // interrupt makes the current or next read fail at once, or wakes the

@@ -404,7 +404,13 @@ func canonicalInbox(s string) string {
 
 // readAll reads r to its end into a buffer sized for size bytes.
 func readAll(r io.Reader, size int64) ([]byte, error) {
-	buf := make([]byte, 0, max(size, 0)+1)
+	return readAllInto(make([]byte, 0, max(size, 0)+1), r, size)
+}
+
+// readAllInto appends r's content to buf, growing it first to hold size
+// more bytes.
+func readAllInto(buf []byte, r io.Reader, size int64) ([]byte, error) {
+	buf = slices.Grow(buf, int(max(size, 0))+1)
 	for {
 		if len(buf) == cap(buf) {
 			buf = slices.Grow(buf, 4096)
