@@ -23,7 +23,7 @@ FUZZTIME ?= 3000x
 
 .PHONY: help
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 .PHONY: build
 build: ## build every binary into ./bin
@@ -107,3 +107,9 @@ bench: build ## run the benchmarks, then postcove vs dovecot (auth, LMTP, IMAP) 
 run: build ## run the system locally on the embedded default (SQLite under ./data)
 	scripts/run-local.sh "$(DATA)"
 
+# The docker compose end-to-end test (issue 5). Needs root and a Docker
+# engine; without a registry it builds the base images from Debian packages
+# (scripts/offline-images.sh). It says so and fails when no engine answers.
+.PHONY: e2e-compose
+e2e-compose: ## docker compose end to end: build, ordered start, mail in/out, restarts, scale (root + Docker)
+	scripts/compose-e2e.sh

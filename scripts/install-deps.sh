@@ -15,6 +15,8 @@ packages=(
 	fetchmail curl python3   # real POP3 clients for the pop3d tests (curl pop3://, poplib)
 	openssl                  # make run: a self-signed certificate in ssl/
 	swaks                    # a real LMTP client for the lmtpd tests
+	docker.io docker-compose # make e2e-compose: the real compose stack (CI runs it)
+	debootstrap              # scripts/offline-images.sh: base images without a registry
 	postfix                  # bench smtp: postfix 3.7 (+ dovecot LMTP) to compare the mta with; never run as a system MTA (see below)
 )
 

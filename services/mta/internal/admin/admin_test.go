@@ -299,8 +299,8 @@ func TestErrors(t *testing.T) {
 	_, err = f.client.FlushQueue(ctx, &mtav1.FlushQueueRequest{Id: missing})
 	wantCode(t, "FlushQueue(missing)", err, codes.NotFound, missing)
 
-	// A message being delivered cannot be deleted; flushing it is a
-	// no-op (it is being tried right now).
+	// A message being delivered cannot be deleted; flushing it is
+	// remembered and tries it again as soon as this attempt ends.
 	id := f.enqueue(t, holdSender)
 	select {
 	case got := <-f.hop.started:
@@ -316,7 +316,7 @@ func TestErrors(t *testing.T) {
 		t.Errorf("FlushQueue(busy) = %v, want nil", err)
 	}
 	f.hop.releaseHeld()
-	f.waitFor(t, "deferred", id, func(m *mtav1.QueuedMessage) bool { return remoteAttempts(m) == 1 })
+	f.waitFor(t, "deferred twice (the attempt, then the flush)", id, func(m *mtav1.QueuedMessage) bool { return remoteAttempts(m) == 2 })
 	if _, err := f.client.DeleteMessage(ctx, &mtav1.DeleteMessageRequest{Id: id}); err != nil {
 		t.Errorf("DeleteMessage after delivery ended = %v", err)
 	}

@@ -94,18 +94,30 @@ func (l *lease) release() {
 	}
 }
 
+// writeFile creates path and writes data to it, returning the file open
+// and not yet fsynced. On error it removes the file.
+func writeFile(path string, data []byte) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, err
+	}
+	return f, nil
+}
+
 // writeFileSync writes a file under a temporary name, fsyncs it and renames
 // it to path. The caller fsyncs the directory.
 func writeFileSync(path string, data []byte) error {
 	tmp := path + tmpExt
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := writeFile(tmp, data)
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
+	err = f.Sync()
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

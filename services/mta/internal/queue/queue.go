@@ -105,6 +105,7 @@ type Options struct {
 type Queue struct {
 	opts    Options
 	dir     string
+	dirSync *dirSyncer
 	log     *slog.Logger
 	metrics *metrics
 
@@ -161,10 +162,11 @@ func Open(opts Options) (*Queue, error) {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
 	q := &Queue{
-		opts: opts,
-		dir:  opts.Dir,
-		log:  opts.Logger,
-		kick: make(chan struct{}, 1),
+		opts:    opts,
+		dir:     opts.Dir,
+		dirSync: newDirSyncer(opts.Dir),
+		log:     opts.Logger,
+		kick:    make(chan struct{}, 1),
 	}
 	q.metrics = newMetrics(opts.Registerer, q)
 	if _, err := q.scan(); err != nil {
@@ -214,6 +216,12 @@ func (q *Queue) Enqueue(ctx context.Context, env Envelope, body io.Reader) (stri
 
 // store writes a new message's files under its lock. On error it removes
 // them.
+//
+// The body and the envelope are written first and fsynced together, then
+// renamed into place: two fsyncs issued at once usually end in one
+// journal commit, where one after the other cost two. The envelope's
+// rename comes after both fsyncs, so an envelope never names a body that
+// is not on disk.
 func (q *Queue) store(ctx context.Context, id string, envData []byte, body io.Reader) (err error) {
 	l, err := createLock(q.dir, id)
 	if err != nil {
@@ -225,16 +233,34 @@ func (q *Queue) store(ctx context.Context, id string, envData []byte, body io.Re
 			q.removeFiles(id)
 		}
 	}()
-	if err := q.writeBody(ctx, id, body); err != nil {
+	bodyFile, err := q.writeBody(ctx, id, body)
+	if err != nil {
 		return err
 	}
-	if err := writeFileSync(q.path(id, envExt), envData); err != nil {
+	envTmp := q.path(id, envExt) + tmpExt
+	envFile, err := writeFile(envTmp, envData)
+	if err != nil {
+		bodyFile.Close()
 		return err
 	}
-	// One directory fsync makes both renames durable. Should a crash come
-	// before it ends, the envelope may survive without its body (no 250
-	// was said); scan moves such envelopes aside.
-	return syncDir(q.dir)
+	bodySynced := make(chan error, 1)
+	go func() { bodySynced <- bodyFile.Sync() }()
+	err = envFile.Sync()
+	err = errors.Join(err, <-bodySynced, bodyFile.Close(), envFile.Close())
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(q.path(id, bodyExt)+tmpExt, q.path(id, bodyExt)); err != nil {
+		return err
+	}
+	if err := os.Rename(envTmp, q.path(id, envExt)); err != nil {
+		return err
+	}
+	// One directory fsync, shared with concurrent Enqueues and
+	// removals, makes both renames durable. Should a crash come before
+	// it ends, the envelope may survive without its body (no 250 was
+	// said); scan moves such envelopes aside.
+	return q.dirSync.sync()
 }
 
 func (q *Queue) enqueueErr(id string, err error) error {
@@ -264,13 +290,12 @@ func cleanRecipients(rcpts []Recipient) []Recipient {
 	return out
 }
 
-// writeBody streams body into ID.body.tmp with line endings made CRLF,
-// fsyncs it and renames it to ID.body.
-func (q *Queue) writeBody(ctx context.Context, id string, body io.Reader) error {
-	path := q.path(id, bodyExt)
-	f, err := os.OpenFile(path+tmpExt, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+// writeBody streams body into ID.body.tmp with line endings made CRLF and
+// returns the file, written but not yet fsynced.
+func (q *Queue) writeBody(ctx context.Context, id string, body io.Reader) (*os.File, error) {
+	f, err := os.OpenFile(q.path(id, bodyExt)+tmpExt, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var w io.Writer = f
 	if q.wrapBody != nil {
@@ -281,16 +306,11 @@ func (q *Queue) writeBody(ctx context.Context, id string, body io.Reader) error 
 	if err == nil {
 		err = cw.Close()
 	}
-	if err == nil {
-		err = f.Sync()
+	if err != nil {
+		f.Close()
+		return nil, err
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(path+tmpExt, path)
-	}
-	return err
+	return f, nil
 }
 
 // ctxReader stops a copy when the context is done (the SMTP client went
@@ -393,7 +413,7 @@ func (q *Queue) writeEnvelope(env Envelope) error {
 	if err := writeFileSync(q.path(env.ID, envExt), data); err != nil {
 		return err
 	}
-	return syncDir(q.dir)
+	return q.dirSync.sync()
 }
 
 // Message is a queued message as List shows it.
@@ -531,7 +551,7 @@ func (q *Queue) Delete(ctx context.Context, id string) error {
 		return fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	q.removeFiles(id)
-	if err := syncDir(q.dir); err != nil {
+	if err := q.dirSync.sync(); err != nil {
 		return fmt.Errorf("queue: delete %s: %w", id, err)
 	}
 	q.log.Info("deleted by the operator", "id", id)

@@ -442,7 +442,7 @@ func (q *Queue) process(ctx context.Context, id string, d Deliverer) (time.Time,
 	}
 	if finished {
 		q.removeFiles(id)
-		if err := syncDir(q.dir); err != nil {
+		if err := q.dirSync.sync(); err != nil {
 			q.log.Error("sync spool", "id", id, "err", err)
 		}
 		q.log.Info("done", "id", id)

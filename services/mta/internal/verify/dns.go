@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"strings"
 
 	"github.com/postcove/postcove/services/internal/dnsclient"
 )
@@ -29,11 +30,21 @@ var _ Resolver = (*dnsclient.Resolver)(nil)
 // (IsNotFound, Temporary()), returned as is, not wrapped, since they use
 // type assertions rather than errors.As.
 type netResolver struct {
-	r Resolver
+	r   Resolver
+	txt *txtCache // nil: every TXT lookup asks r
 }
 
 func (n netResolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	if n.txt == nil {
+		txts, err := n.r.TXT(ctx, name)
+		return txts, dnsError(name, err)
+	}
+	key := strings.ToLower(name)
+	if e, ok := n.txt.get(key); ok {
+		return e.txts, dnsError(name, e.err)
+	}
 	txts, err := n.r.TXT(ctx, name)
+	n.txt.put(key, txts, err)
 	return txts, dnsError(name, err)
 }
 

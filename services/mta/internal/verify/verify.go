@@ -99,7 +99,7 @@ func New(opts Options) (*Verifier, error) {
 	}
 	return &Verifier{
 		hostname:   opts.Hostname,
-		dns:        netResolver{opts.Resolver},
+		dns:        netResolver{r: opts.Resolver, txt: newTXTCache(time.Now)},
 		local:      &localDomains{auth: opts.Domains, answers: map[string]localAnswer{}},
 		timeout:    opts.Timeout,
 		spfTimeout: min(spfTimeout, opts.Timeout),

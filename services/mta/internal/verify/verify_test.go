@@ -316,7 +316,7 @@ mx.a.example. IN AAAA 2001:db8::7
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := netResolver{r}
+	n := netResolver{r: r}
 	ctx := context.Background()
 	if txt, err := n.LookupTXT(ctx, "a.example"); err != nil || len(txt) != 1 || txt[0] != "onetwo" {
 		t.Errorf("LookupTXT(a.example) = %q, %v", txt, err)

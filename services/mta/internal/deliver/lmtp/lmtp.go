@@ -19,6 +19,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -220,26 +221,20 @@ func (c *Client) transaction(ctx context.Context, cn *conn, env queue.Envelope, 
 // get returns an idle connection, or a new one to the next server in
 // round-robin order, trying each server once.
 func (c *Client) get(ctx context.Context) (*conn, bool, error) {
-	c.mu.Lock()
-	for len(c.idle) > 0 {
-		cn := c.idle[len(c.idle)-1]
-		c.idle = c.idle[:len(c.idle)-1]
-		if time.Since(cn.usedAt) < c.opts.IdleTimeout {
-			c.mu.Unlock()
-			return cn, true, nil
-		}
-		cn.c.Close()
-	}
-	c.mu.Unlock()
-
 	targets, lookupErr := c.targets(ctx)
 	if len(targets) == 0 {
 		return nil, false, lookupErr
 	}
+	// Each transaction goes to the next server in turn, reused
+	// connections included: otherwise one kept connection would carry all
+	// the mail and the other mailbox replicas would sit idle.
 	start := int(c.next.Add(1) % uint64(len(targets)))
 	var errs []error
 	for i := range targets {
 		addr := targets[(start+i)%len(targets)]
+		if cn := c.takeIdle(addr); cn != nil {
+			return cn, true, nil
+		}
 		cn, err := c.dial(ctx, addr)
 		if err == nil {
 			return cn, false, nil
@@ -247,6 +242,25 @@ func (c *Client) get(ctx context.Context) (*conn, bool, error) {
 		errs = append(errs, err)
 	}
 	return nil, false, errors.Join(errs...)
+}
+
+// takeIdle returns the most recently used idle connection to addr, or
+// nil, closing the idle connections that have gone stale on the way.
+func (c *Client) takeIdle(addr string) *conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := len(c.idle) - 1; i >= 0; i-- {
+		cn := c.idle[i]
+		switch {
+		case time.Since(cn.usedAt) >= c.opts.IdleTimeout:
+			cn.c.Close()
+			c.idle = slices.Delete(c.idle, i, i+1)
+		case cn.addr == addr:
+			c.idle = slices.Delete(c.idle, i, i+1)
+			return cn
+		}
+	}
+	return nil
 }
 
 // put keeps cn for the next transaction.

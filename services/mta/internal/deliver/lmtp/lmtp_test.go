@@ -115,8 +115,7 @@ func TestSpreadAndFailover(t *testing.T) {
 	b := smtpsink.Start(t, smtpsink.Options{LMTP: true, Addr: "127.0.0.2:" + port})
 	dead := testlib.FreeAddr(t)
 	c := newClient(t, Options{
-		Addrs:   []string{"mailbox.internal:" + port, dead},
-		MaxIdle: -1, // a new connection each time, to see the spread
+		Addrs: []string{"mailbox.internal:" + port, dead},
 		LookupHost: func(ctx context.Context, host string) ([]string, error) {
 			if host != "mailbox.internal" {
 				return nil, fmt.Errorf("unknown host %s", host)
@@ -130,8 +129,12 @@ func TestSpreadAndFailover(t *testing.T) {
 			t.Fatalf("Deliver %d = %+v, want 250", i, res[0])
 		}
 	}
+	// Connections are reused, and still every replica takes its turn.
 	if na, nb := len(a.Messages()), len(b.Messages()); na < 2 || nb < 2 || na+nb != 6 {
 		t.Errorf("messages per server = %d, %d; want the 6 spread over both", na, nb)
+	}
+	if ca, cb := a.Connections(), b.Connections(); ca != 1 || cb != 1 {
+		t.Errorf("connections per server = %d, %d; want one each, reused", ca, cb)
 	}
 }
 
