@@ -107,6 +107,12 @@ bench: build ## run the benchmarks, then postcove vs dovecot (auth, LMTP, IMAP) 
 run: build ## run the system locally on the embedded default (SQLite under ./data)
 	scripts/run-local.sh "$(DATA)"
 
+# The same flow against `make run` (no Docker): start, create a user, send
+# on 25 and 587, read over IMAPS and POP3S, stop. Uses the local ports.
+.PHONY: e2e
+e2e: build ## end to end against make run (no Docker): mail in on 25 and 587, read over IMAPS and POP3S
+	scripts/e2e-local.sh
+
 # The docker compose end-to-end test (issue 5). Needs root and a Docker
 # engine; without a registry it builds the base images from Debian packages
 # (scripts/offline-images.sh). It says so and fails when no engine answers.
