@@ -110,7 +110,7 @@ run: build ## run the system locally on the embedded default (SQLite under ./dat
 # The same flow against `make run` (no Docker): start, create a user, send
 # on 25 and 587, read over IMAPS and POP3S, stop. Uses the local ports.
 .PHONY: e2e
-e2e: build ## end to end against make run (no Docker): mail in on 25 and 587, read over IMAPS and POP3S
+e2e: build ## end to end against make run (no Docker): mail in on 25, 587 and 465, read over IMAPS and POP3S
 	scripts/e2e-local.sh
 
 # The docker compose end-to-end test (issue 5). Needs root and a Docker

@@ -14,7 +14,8 @@ packages=(
 	fail2ban                 # fail2ban-regex checks the shipped filter
 	fetchmail curl python3   # real POP3 clients for the pop3d tests (curl pop3://, poplib)
 	openssl                  # make run: a self-signed certificate in ssl/
-	swaks                    # a real LMTP client for the lmtpd tests
+	swaks                    # a real SMTP/LMTP client for the lmtpd, smtpd and e2e tests
+	libio-socket-ssl-perl libnet-ssleay-perl  # swaks's STARTTLS and --tls-on-connect (only Recommends, so not pulled in above)
 	docker.io docker-compose # make e2e-compose: the real compose stack (CI runs it)
 	debootstrap              # scripts/offline-images.sh: base images without a registry
 	postfix                  # bench smtp: postfix 3.7 (+ dovecot LMTP) to compare the mta with; never run as a system MTA (see below)

@@ -35,7 +35,8 @@ POSTCOVE_AUTH_DATABASE_DSN="$DATA/auth.db" "$BIN/auth" &
 pids+=($!)
 
 # Implicit-TLS ports only with a certificate; STARTTLS is offered then too.
-mailbox_tls=() mta_tls=(POSTCOVE_MTA_LISTEN_SUBMISSIONS=)
+# (The MTA's port 2465 follows tls.cert_file by itself.)
+mailbox_tls=() mta_tls=()
 if [[ -f ssl/cert.pem && -f ssl/key.pem ]]; then
 	mailbox_tls=(POSTCOVE_MAILBOX_TLS_CERT_FILE="$PWD/ssl/cert.pem" POSTCOVE_MAILBOX_TLS_KEY_FILE="$PWD/ssl/key.pem"
 		POSTCOVE_MAILBOX_LISTEN_POP3S=127.0.0.1:2995 POSTCOVE_MAILBOX_LISTEN_IMAPS=127.0.0.1:2993)

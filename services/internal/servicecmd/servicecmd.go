@@ -10,6 +10,12 @@
 // plus the key path in upper case) override it, and EnvPrefix_CONFIG names
 // the file when -config is not given. healthcheck exists for compose's
 // HEALTHCHECK: the runtime image has no curl.
+//
+// It also holds what the services share while they run: binding their
+// listeners up front and serving protocol servers until shutdown
+// (Listeners, Serve), and, for the services that ask auth (mailbox, mta),
+// the [auth] config table, the connection it makes and the health that
+// follows auth's (AuthConfig, AuthHealth).
 package servicecmd
 
 import (

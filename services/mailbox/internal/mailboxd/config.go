@@ -6,10 +6,10 @@ package mailboxd
 
 import (
 	"math"
-	"strings"
 	"time"
 
 	"github.com/postcove/postcove/services/internal/config"
+	"github.com/postcove/postcove/services/internal/servicecmd"
 	"github.com/postcove/postcove/services/internal/tlsconf"
 	"github.com/postcove/postcove/services/mailbox/internal/imapd"
 	"github.com/postcove/postcove/services/mailbox/internal/lmtpd"
@@ -32,13 +32,14 @@ type Config struct {
 	// TLS is the certificate IMAP and POP3 clients see: STARTTLS on
 	// listen.imap, STLS on listen.pop3, implicit TLS on listen.imaps and
 	// listen.pop3s.
-	TLS    tlsconf.Files `toml:"tls"`
-	Auth   Auth          `toml:"auth"`
-	Store  Store         `toml:"store"`
-	LMTP   LMTP          `toml:"lmtp"`
-	IMAP   IMAP          `toml:"imap"`
-	POP3   POP3          `toml:"pop3"`
-	Limits Limits        `toml:"limits"`
+	TLS tlsconf.Files `toml:"tls"`
+	// Auth is how to reach the auth service.
+	Auth   servicecmd.AuthConfig `toml:"auth"`
+	Store  Store                 `toml:"store"`
+	LMTP   LMTP                  `toml:"lmtp"`
+	IMAP   IMAP                  `toml:"imap"`
+	POP3   POP3                  `toml:"pop3"`
+	Limits Limits                `toml:"limits"`
 	// ShutdownTimeout bounds the wait for sessions and deliveries in
 	// flight on SIGTERM.
 	ShutdownTimeout time.Duration `toml:"shutdown_timeout"`
@@ -84,22 +85,6 @@ type POP3 struct {
 	MaxSessions int `toml:"max_sessions"`
 }
 
-// Auth is how to reach the auth service.
-type Auth struct {
-	// Addr is a gRPC target: host:port ("auth:9100", every address of the
-	// name is used), or "unix:///path".
-	Addr string `toml:"addr"`
-	// TLS: ca_file verifies auth's certificate, cert_file and key_file are
-	// this service's client certificate (mTLS). All empty: plaintext.
-	TLS tlsconf.Files `toml:"tls"`
-	// ServerName is the name auth's certificate must carry; default the
-	// host of Addr.
-	ServerName string `toml:"server_name"`
-	// HealthInterval is how often auth is asked whether it serves, for
-	// this service's own health.
-	HealthInterval time.Duration `toml:"health_interval"`
-}
-
 // Store locates the mail.
 type Store struct {
 	// Root holds <domain>/<user>/Maildir for every user (dovecot's
@@ -134,7 +119,20 @@ type Limits struct {
 	ReadTimeout time.Duration `toml:"read_timeout"`
 	// WriteTimeout is how long a reply may wait for the client to read.
 	WriteTimeout time.Duration `toml:"write_timeout"`
+	// MemoryLimit is a soft limit on the process's memory, in bytes
+	// (runtime/debug.SetMemoryLimit): past it the garbage collector runs
+	// more often and returns freed memory to the system sooner, which
+	// keeps the peaks of index builds and large FETCHes down. It is not a
+	// cap: a process whose live data (the indexes of the mailboxes open at
+	// once: about 250 bytes a message) outgrows it only spends more CPU on
+	// collection, so raise it on a server with many large mailboxes open.
+	// 0 leaves the runtime's default (none, or GOMEMLIMIT from the
+	// environment, which also wins over this setting).
+	MemoryLimit int64 `toml:"memory_limit"`
 }
+
+// DefaultMemoryLimit is limits.memory_limit's default.
+const DefaultMemoryLimit = 64 << 20
 
 // DefaultConfig is the configuration `make run` uses: the local ports of
 // DESIGN.md and mail under ./data/mail.
@@ -144,7 +142,7 @@ func DefaultConfig() Config {
 		Listen:   Listen{LMTP: "127.0.0.1:2424", IMAP: "127.0.0.1:2143", POP3: "127.0.0.1:2110", GRPC: "127.0.0.1:9102", Metrics: "127.0.0.1:9202"},
 		IMAP:     IMAP{MaxSessions: imapd.DefaultMaxSessions},
 		POP3:     POP3{IdleTimeout: pop3d.DefaultIdleTimeout, MaxSessions: pop3d.DefaultMaxSessions},
-		Auth:     Auth{Addr: "127.0.0.1:9100", HealthInterval: 2 * time.Second},
+		Auth:     servicecmd.DefaultAuthConfig(),
 		Store:    Store{Root: "data/mail"},
 		LMTP:     LMTP{SpoolMemory: lmtpd.DefaultSpoolMemory, MaxConnections: lmtpd.DefaultMaxConnections},
 		Limits: Limits{
@@ -153,6 +151,7 @@ func DefaultConfig() Config {
 			MaxLineLength:  lmtpd.DefaultMaxLineLength,
 			ReadTimeout:    lmtpd.DefaultReadTimeout,
 			WriteTimeout:   lmtpd.DefaultWriteTimeout,
+			MemoryLimit:    DefaultMemoryLimit,
 		},
 		ShutdownTimeout: 30 * time.Second,
 	}
@@ -197,15 +196,7 @@ func (c *Config) Validate() error {
 	if c.GRPCTLS.Cert == "" && c.GRPCTLS.CA != "" {
 		errs.Add("grpc_tls.ca_file", "client certificates need a TLS listener: set grpc_tls.cert_file too")
 	}
-
-	switch {
-	case c.Auth.Addr == "":
-		errs.Add("auth.addr", "missing address (want host:port)")
-	case !strings.Contains(c.Auth.Addr, "://") && !strings.HasPrefix(c.Auth.Addr, "unix:"):
-		config.CheckAddr(&errs, "auth.addr", c.Auth.Addr)
-	}
-	c.Auth.TLS.Validate(&errs, "auth.tls")
-	positive(&errs, "auth.health_interval", c.Auth.HealthInterval)
+	c.Auth.Validate(&errs, "auth")
 
 	if c.Store.Root == "" {
 		errs.Add("store.root", "is required")
@@ -227,6 +218,9 @@ func (c *Config) Validate() error {
 	// RFC 5321 section 4.5.3.1.6: a text line may be 1000 octets.
 	if l.MaxLineLength < 1000 {
 		errs.Add("limits.max_line_length", "must be at least 1000 (RFC 5321 section 4.5.3.1.6), got %d", l.MaxLineLength)
+	}
+	if l.MemoryLimit < 0 {
+		errs.Add("limits.memory_limit", "must be 0 (none) or a number of bytes, got %d", l.MemoryLimit)
 	}
 	positive(&errs, "limits.read_timeout", l.ReadTimeout)
 	positive(&errs, "limits.write_timeout", l.WriteTimeout)

@@ -22,7 +22,9 @@ type Queue interface {
 	// List returns the queued messages, oldest first.
 	List(ctx context.Context) ([]queue.Message, error)
 	// Flush makes message id's deferred recipients due now ("" = every
-	// message); queue.ErrNotFound when there is no such message.
+	// message); queue.ErrNotFound when there is no such message. A
+	// message being delivered at that moment is flushed again once its
+	// attempt ends, so the flush is never lost to a busy message.
 	Flush(ctx context.Context, id string) error
 	// Delete removes message id: queue.ErrNotFound, or queue.ErrBusy
 	// while it is being delivered.
@@ -37,9 +39,9 @@ type Server struct {
 
 	q   Queue
 	log *slog.Logger
-	// busyWait is how long FlushQueue and DeleteMessage keep at a message
-	// whose lock a delivery worker holds, looking every busyPoll: a worker
-	// past its attempt holds it only while it writes the new state.
+	// busyWait is how long DeleteMessage keeps at a message whose lock a
+	// delivery worker holds, looking every busyPoll: a worker past its
+	// attempt holds it only while it writes the new state.
 	busyWait, busyPoll time.Duration
 }
 
@@ -67,14 +69,12 @@ func (s *Server) ListQueue(ctx context.Context, _ *mtav1.ListQueueRequest) (*mta
 }
 
 // FlushQueue makes deferred recipients due now: one message's, or every
-// message's when the request names none.
+// message's when the request names none. A message being delivered right
+// now is retried as soon as that attempt ends (the queue remembers the
+// flush), so there is nothing to wait for here.
 func (s *Server) FlushQueue(ctx context.Context, req *mtav1.FlushQueueRequest) (*mtav1.FlushQueueResponse, error) {
 	id := req.GetId()
-	flush := s.q.Flush
-	if id != "" {
-		flush = s.flushOne
-	}
-	if err := flush(ctx, id); err != nil {
+	if err := s.q.Flush(ctx, id); err != nil {
 		return nil, s.queueError(ctx, "flush", id, err)
 	}
 	if id == "" {
@@ -89,40 +89,6 @@ const (
 	defaultBusyWait = 5 * time.Second
 	defaultBusyPoll = 50 * time.Millisecond
 )
-
-// flushOne flushes message id so that a retry is under way when it returns.
-// Queue.Flush leaves alone a message whose lock a worker holds ("it is
-// being tried now"), but the worker may be past its attempt, writing the
-// deferral the operator just listed, and then nothing would be retried
-// until the backoff runs out. So the flush is repeated until it takes
-// (the message is due now), a new attempt was made, the message is gone,
-// or busyWait passes (a delivery still running that long is the retry).
-func (s *Server) flushOne(ctx context.Context, id string) error {
-	m, err := s.find(ctx, id)
-	if err != nil || m == nil {
-		if err == nil {
-			err = s.q.Flush(ctx, id) // ErrNotFound, or it just arrived
-		}
-		return err
-	}
-	before := attempts(m)
-	deadline := time.Now().Add(s.busyWait)
-	for {
-		if err := s.q.Flush(ctx, id); err != nil {
-			return err
-		}
-		m, err := s.find(ctx, id)
-		if err != nil {
-			return err
-		}
-		if m == nil || m.Next.IsZero() || attempts(m) > before || time.Now().After(deadline) {
-			return nil
-		}
-		if err := s.pause(ctx); err != nil {
-			return err
-		}
-	}
-}
 
 // deleteWaiting deletes message id, waiting up to busyWait for a worker
 // holding it to let go; ErrBusy if none did.
@@ -163,15 +129,6 @@ func (s *Server) find(ctx context.Context, id string) (*queue.Message, error) {
 		}
 	}
 	return nil, nil
-}
-
-// attempts counts the delivery attempts made for a message.
-func attempts(m *queue.Message) int {
-	n := 0
-	for _, r := range m.Recipients {
-		n += r.Attempts
-	}
-	return n
 }
 
 // DeleteMessage removes one message and returns what it was. A message

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/postcove/postcove/services/internal/config"
+	"github.com/postcove/postcove/services/internal/servicecmd"
 	"github.com/postcove/postcove/services/internal/tlsconf"
 	"github.com/postcove/postcove/services/mta/internal/queue"
 	"github.com/postcove/postcove/services/mta/internal/smtpd"
@@ -36,15 +37,16 @@ type Config struct {
 	// later). With ca_file set, clients must present a certificate
 	// signed by it (mTLS).
 	GRPCTLS tlsconf.Files `toml:"grpc_tls"`
-	Auth    Auth          `toml:"auth"`
-	Limits  Limits        `toml:"limits"`
-	Queue   Queue         `toml:"queue"`
-	LMTP    LMTP          `toml:"lmtp"`
-	Remote  Remote        `toml:"remote"`
-	Relay   Relay         `toml:"relay"`
-	DNS     DNS           `toml:"dns"`
-	DKIM    DKIM          `toml:"dkim"`
-	Verify  Verify        `toml:"verify"`
+	// Auth is how to reach the auth service.
+	Auth   servicecmd.AuthConfig `toml:"auth"`
+	Limits Limits                `toml:"limits"`
+	Queue  Queue                 `toml:"queue"`
+	LMTP   LMTP                  `toml:"lmtp"`
+	Remote Remote                `toml:"remote"`
+	Relay  Relay                 `toml:"relay"`
+	DNS    DNS                   `toml:"dns"`
+	DKIM   DKIM                  `toml:"dkim"`
+	Verify Verify                `toml:"verify"`
 	// ShutdownTimeout bounds the wait for SMTP sessions and deliveries in
 	// flight on SIGTERM.
 	ShutdownTimeout time.Duration `toml:"shutdown_timeout"`
@@ -54,25 +56,31 @@ type Config struct {
 type Listen struct {
 	SMTP        string `toml:"smtp" help:"inbound SMTP from the world (MX, port 25)"`
 	Submission  string `toml:"submission" help:"submission with STARTTLS and AUTH (port 587); empty disables"`
-	Submissions string `toml:"submissions" help:"submission over implicit TLS (port 465, needs tls.cert_file); empty disables"`
+	Submissions string `toml:"submissions" help:"submission over implicit TLS (port 465, needs tls.cert_file); auto: 127.0.0.1:2465 when tls.cert_file is set, else off; empty disables"`
 	GRPC        string `toml:"grpc" help:"gRPC: queue admin (mailctl queue) and grpc.health.v1"`
 	Metrics     string `toml:"metrics" help:"Prometheus /metrics; empty disables"`
 }
 
-// Auth is how to reach the auth service.
-type Auth struct {
-	// Addr is a gRPC target: host:port ("auth:9100"; every address of
-	// the name is used), or "unix:///path".
-	Addr string `toml:"addr"`
-	// TLS: ca_file verifies auth's certificate, cert_file and key_file
-	// are this service's client certificate (mTLS). All empty: plaintext.
-	TLS tlsconf.Files `toml:"tls"`
-	// ServerName is the name auth's certificate must carry; default the
-	// host of Addr.
-	ServerName string `toml:"server_name"`
-	// HealthInterval is how often auth is asked whether it serves, for
-	// this service's own health.
-	HealthInterval time.Duration `toml:"health_interval"`
+// SubmissionsAuto is the default of listen.submissions: implicit TLS
+// needs a certificate, so port 465 (2465 locally) is served only when
+// tls.cert_file is set, and left off otherwise rather than failing the
+// start. Any other value is taken as written: an address, which then
+// requires the certificate, or "" for off.
+const SubmissionsAuto = "auto"
+
+// autoSubmissions is where listen.submissions = "auto" listens when there
+// is a certificate: the local port of DESIGN.md.
+const autoSubmissions = "127.0.0.1:2465"
+
+// submissionsAddr is the address listen.submissions binds, "" for none.
+func (c *Config) submissionsAddr() string {
+	if c.Listen.Submissions != SubmissionsAuto {
+		return c.Listen.Submissions
+	}
+	if c.TLS.Cert == "" {
+		return ""
+	}
+	return autoSubmissions
 }
 
 // Limits bound what one SMTP client may make the service do; they apply
@@ -173,10 +181,10 @@ func DefaultConfig() Config {
 	return Config{
 		LogLevel: "info",
 		Listen: Listen{
-			SMTP: "127.0.0.1:2525", Submission: "127.0.0.1:2587", Submissions: "127.0.0.1:2465",
+			SMTP: "127.0.0.1:2525", Submission: "127.0.0.1:2587", Submissions: SubmissionsAuto,
 			GRPC: "127.0.0.1:9101", Metrics: "127.0.0.1:9201",
 		},
-		Auth: Auth{Addr: "127.0.0.1:9100", HealthInterval: 2 * time.Second},
+		Auth: servicecmd.DefaultAuthConfig(),
 		Limits: Limits{
 			MaxMessageSize:      smtpd.DefaultMaxMessageBytes,
 			MaxRecipients:       smtpd.DefaultMaxRecipients,
@@ -213,29 +221,23 @@ func (c *Config) Validate() error {
 	config.CheckAddr(&errs, "listen.smtp", c.Listen.SMTP)
 	config.CheckAddr(&errs, "listen.grpc", c.Listen.GRPC)
 	for key, addr := range map[string]string{
-		"listen.submission": c.Listen.Submission, "listen.submissions": c.Listen.Submissions, "listen.metrics": c.Listen.Metrics,
+		"listen.submission": c.Listen.Submission, "listen.submissions": c.submissionsAddr(), "listen.metrics": c.Listen.Metrics,
 	} {
 		if addr != "" {
 			config.CheckAddr(&errs, key, addr)
 		}
 	}
 	c.TLS.Validate(&errs, "tls")
-	if c.Listen.Submissions != "" && c.TLS.Cert == "" {
+	// An explicit address without a certificate is a mistake to report;
+	// the default ("auto") without one just leaves port 465 off.
+	if c.submissionsAddr() != "" && c.TLS.Cert == "" {
 		errs.Add("listen.submissions", "implicit TLS needs a certificate: set tls.cert_file and tls.key_file, or leave listen.submissions empty")
 	}
 	c.GRPCTLS.Validate(&errs, "grpc_tls")
 	if c.GRPCTLS.Cert == "" && c.GRPCTLS.CA != "" {
 		errs.Add("grpc_tls.ca_file", "client certificates need a TLS listener: set grpc_tls.cert_file too")
 	}
-
-	switch {
-	case c.Auth.Addr == "":
-		errs.Add("auth.addr", "missing address (want host:port)")
-	case !strings.Contains(c.Auth.Addr, "://") && !strings.HasPrefix(c.Auth.Addr, "unix:"):
-		config.CheckAddr(&errs, "auth.addr", c.Auth.Addr)
-	}
-	c.Auth.TLS.Validate(&errs, "auth.tls")
-	positive(&errs, "auth.health_interval", c.Auth.HealthInterval)
+	c.Auth.Validate(&errs, "auth")
 
 	l := c.Limits
 	if l.MaxMessageSize < 1024 {

@@ -2,6 +2,8 @@ package mtad
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,14 +26,67 @@ func TestDefaultConfigValid(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Errorf("default config with a certificate: %v", err)
 	}
-	// Without one, port 465 cannot run; emptied, it is not asked for.
+	// Without one, the default leaves port 465 off rather than failing.
 	c = DefaultConfig()
-	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "listen.submissions") {
-		t.Errorf("default config without certificate: %v, want listen.submissions named", err)
-	}
-	c.Listen.Submissions = ""
 	if err := c.Validate(); err != nil {
-		t.Errorf("no certificate, no 465: %v", err)
+		t.Errorf("default config without certificate: %v", err)
+	}
+}
+
+// TestSubmissionsDefault: listen.submissions defaults to "auto", which is
+// 127.0.0.1:2465 with a certificate and off without one; an address
+// written out is taken as is, and without a certificate it is an error
+// naming listen.submissions, whether it came from the file or the
+// environment.
+func TestSubmissionsDefault(t *testing.T) {
+	certs := testlib.NewCerts(t)
+	tests := []struct {
+		name     string
+		value    string // listen.submissions
+		cert     bool   // tls.cert_file set
+		wantAddr string
+		wantErr  bool
+	}{
+		{"auto with certificate", SubmissionsAuto, true, "127.0.0.1:2465", false},
+		{"auto without certificate", SubmissionsAuto, false, "", false},
+		{"explicit without certificate", "127.0.0.1:2465", false, "127.0.0.1:2465", true},
+		{"explicit with certificate", "0.0.0.0:465", true, "0.0.0.0:465", false},
+		{"off with certificate", "", true, "", false},
+		{"off without certificate", "", false, "", false},
+	}
+	for _, tt := range tests {
+		c := DefaultConfig()
+		c.Listen.Submissions = tt.value
+		if tt.cert {
+			c.TLS.Cert, c.TLS.Key = certs.ServerCert, certs.ServerKey
+		}
+		if got := c.submissionsAddr(); got != tt.wantAddr {
+			t.Errorf("%s: submissionsAddr() = %q, want %q", tt.name, got, tt.wantAddr)
+		}
+		err := c.Validate()
+		if tt.wantErr != (err != nil) || err != nil && !strings.Contains(err.Error(), "listen.submissions:") {
+			t.Errorf("%s: Validate() = %v, want error %v naming listen.submissions", tt.name, err, tt.wantErr)
+		}
+	}
+
+	// Loaded as the service loads it: the default passes, an explicit
+	// address without a certificate does not, from either source.
+	file := filepath.Join(testlib.TempDir(t), "mta.toml")
+	if err := os.WriteFile(file, []byte("[listen]\nsubmissions = \"127.0.0.1:2465\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := DefaultConfig()
+	if err := config.Load("", EnvPrefix, &c); err != nil {
+		t.Errorf("Load of the defaults = %v", err)
+	}
+	c = DefaultConfig()
+	if err := config.Load(file, EnvPrefix, &c); err == nil || !strings.Contains(err.Error(), "listen.submissions:") {
+		t.Errorf("Load with listen.submissions in the file and no certificate = %v, want it named", err)
+	}
+	t.Setenv(EnvPrefix+"_LISTEN_SUBMISSIONS", "127.0.0.1:2465")
+	c = DefaultConfig()
+	if err := config.Load("", EnvPrefix, &c); err == nil || !strings.Contains(err.Error(), "POSTCOVE_MTA_LISTEN_SUBMISSIONS") {
+		t.Errorf("Load with POSTCOVE_MTA_LISTEN_SUBMISSIONS and no certificate = %v, want it named", err)
 	}
 }
 

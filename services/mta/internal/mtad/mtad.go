@@ -8,20 +8,13 @@ import (
 	"net"
 	"os"
 	"strings"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-
-	authv1 "github.com/postcove/postcove/proto/postcove/auth/v1"
 	mtav1 "github.com/postcove/postcove/proto/postcove/mta/v1"
 	"github.com/postcove/postcove/services/internal/authclient"
 	"github.com/postcove/postcove/services/internal/dnsclient"
 	"github.com/postcove/postcove/services/internal/grpcx"
 	"github.com/postcove/postcove/services/internal/metrics"
+	"github.com/postcove/postcove/services/internal/servicecmd"
 	"github.com/postcove/postcove/services/internal/tlsconf"
 	"github.com/postcove/postcove/services/mta/internal/admin"
 	"github.com/postcove/postcove/services/mta/internal/deliver"
@@ -32,14 +25,6 @@ import (
 	"github.com/postcove/postcove/services/mta/internal/smtpd"
 	"github.com/postcove/postcove/services/mta/internal/verify"
 )
-
-// authRetry is how the connection to auth is retried while auth is down:
-// gRPC's default backoff grows to two minutes, which would keep RCPT
-// answering 451 long after auth is back. auth is a local service.
-var authRetry = grpc.ConnectParams{
-	Backoff:           backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second},
-	MinConnectTimeout: 5 * time.Second,
-}
 
 // listener is one SMTP port of the service.
 type listener struct {
@@ -71,10 +56,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("grpc_tls: %w", err)
 	}
-	authTLS, err := tlsconf.ClientConfig(cfg.Auth.TLS, cfg.Auth.ServerName)
-	if err != nil {
-		return fmt.Errorf("auth.tls: %w", err)
-	}
 	relay, err := relayOf(cfg.Relay)
 	if err != nil {
 		return err
@@ -89,23 +70,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 
 	// Bind everything before starting anything.
-	var bound []net.Listener
-	defer func() {
-		for _, l := range bound {
-			l.Close()
-		}
-	}()
-	bind := func(key, addr string) (net.Listener, error) {
-		if addr == "" {
-			return nil, nil
-		}
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", key, err)
-		}
-		bound = append(bound, l)
-		return l, nil
-	}
+	var ls servicecmd.Listeners
+	defer ls.CloseAll()
 	var smtpListeners []listener
 	for _, l := range []struct {
 		key, addr string
@@ -113,9 +79,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}{
 		{"listen.smtp", cfg.Listen.SMTP, smtpd.Inbound},
 		{"listen.submission", cfg.Listen.Submission, smtpd.Submission},
-		{"listen.submissions", cfg.Listen.Submissions, smtpd.Submission},
+		{"listen.submissions", cfg.submissionsAddr(), smtpd.Submission},
 	} {
-		lis, err := bind(l.key, l.addr)
+		lis, err := ls.Optional(l.key, l.addr)
 		if err != nil {
 			return err
 		}
@@ -123,11 +89,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			smtpListeners = append(smtpListeners, listener{key: l.key, lis: lis, mode: l.mode})
 		}
 	}
-	grpcLis, err := bind("listen.grpc", cfg.Listen.GRPC)
+	grpcLis, err := ls.Listen("listen.grpc", cfg.Listen.GRPC)
 	if err != nil {
 		return err
 	}
-	metricsLis, err := bind("listen.metrics", cfg.Listen.Metrics)
+	metricsLis, err := ls.Optional("listen.metrics", cfg.Listen.Metrics)
 	if err != nil {
 		return err
 	}
@@ -135,9 +101,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		log.Warn("listen.submission has no certificate (tls.cert_file): AUTH needs TLS, so no user can submit there")
 	}
 
-	conn, err := grpcx.Dial(cfg.Auth.Addr, authTLS, grpc.WithConnectParams(authRetry))
+	conn, err := cfg.Auth.Dial("auth")
 	if err != nil {
-		return fmt.Errorf("auth.addr: %w", err)
+		return err
 	}
 	defer conn.Close()
 	auth := authclient.New(conn)
@@ -214,55 +180,27 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// Queue admin for mailctl (postqueue/postsuper), beside health.
 	mtav1.RegisterQueueAdminServer(g, admin.New(q, log.With("part", "admin")))
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, len(smtpListeners)+3)
+	// Able to take mail: auth answers (every RCPT asks it) and the queue
+	// directory takes files (a full or read-only volume would make every
+	// DATA fail).
+	health := servicecmd.NewAuthHealth(conn, cfg.Auth.HealthInterval, queueWritable(cfg.Queue.Dir), reg, "mta")
+	parts := servicecmd.Parts{Drain: cfg.ShutdownTimeout, Log: log}
+	parts.Health(health, hs)
+	parts.GRPC(g, grpcLis)
+	parts.Metrics(metricsLis, reg)
+	parts.Go(func(ctx context.Context) error { return q.Run(ctx, deliver.Router{Local: local, Remote: world}) })
 	for _, l := range smtpListeners {
-		go func() { errc <- serveSMTP(ctx, l, cfg.ShutdownTimeout, log) }()
+		parts.Protocol(l.key, l.srv, l.lis)
 	}
-	go func() { errc <- q.Run(ctx, deliver.Router{Local: local, Remote: world}) }()
-	go func() { errc <- grpcx.Serve(ctx, g, grpcLis, cfg.ShutdownTimeout) }()
-	running := len(smtpListeners) + 2
-	if metricsLis != nil {
-		running++
-		go func() { errc <- metrics.ServeListener(ctx, metricsLis, reg, log) }()
-	}
-	h := &healthCheck{auth: healthpb.NewHealthClient(conn), queueDir: cfg.Queue.Dir, interval: cfg.Auth.HealthInterval, authUp: authUpGauge(reg)}
-	go h.watch(ctx, hs, log)
 	attrs := []any{"hostname", cfg.Hostname, "grpc", grpcLis.Addr().String(), "metrics", cfg.Listen.Metrics,
 		"auth", cfg.Auth.Addr, "queue", cfg.Queue.Dir, "lmtp", strings.Join(cfg.LMTP.Addrs, ",")}
 	for _, l := range smtpListeners {
 		attrs = append(attrs, strings.TrimPrefix(l.key, "listen."), l.lis.Addr().String())
 	}
 	log.Info("mta serving", attrs...)
-
-	var errs []error
-	for range running {
-		if err := <-errc; err != nil {
-			errs = append(errs, err)
-			cancel() // the first failure stops the rest
-		}
-	}
+	err = parts.Run(ctx)
 	log.Info("mta stopped")
-	return errors.Join(errs...)
-}
-
-// serveSMTP serves one SMTP listener until ctx is done, then drains it.
-func serveSMTP(ctx context.Context, l listener, drain time.Duration, log *slog.Logger) error {
-	served := make(chan error, 1)
-	go func() { served <- l.srv.Serve(l.lis) }()
-	select {
-	case err := <-served:
-		return fmt.Errorf("%s: server stopped: %w", l.key, err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drain)
-	defer cancel()
-	if err := l.srv.Shutdown(sctx); err != nil {
-		log.Warn("SMTP sessions cut at shutdown", "listener", l.key, "err", err)
-	}
-	<-served // nil or ErrServerClosed, either way stopped as asked
-	return nil
+	return err
 }
 
 // bounceRoute routes a DSN to the sender of a failed message the way
@@ -300,76 +238,17 @@ func relayOf(c Relay) (*remote.Relay, error) {
 	return r, nil
 }
 
-// health reports SERVING only while the MTA can take mail: auth answers
-// (every RCPT asks it) and the queue directory takes files (a full or
-// read-only volume would make every DATA fail).
-type healthCheck struct {
-	auth     healthpb.HealthClient
-	queueDir string
-	interval time.Duration
-	authUp   prometheus.Gauge
-}
-
-func authUpGauge(reg prometheus.Registerer) prometheus.Gauge {
-	g := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "postcove_mta_auth_up",
-		Help: "1 when the auth service answered the last health check as SERVING, else 0.",
-	})
-	reg.MustRegister(g)
-	return g
-}
-
-// problem returns why the MTA cannot take mail now, or nil.
-func (h *healthCheck) problem(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, h.interval)
-	defer cancel()
-	resp, err := h.auth.Check(ctx, &healthpb.HealthCheckRequest{Service: authv1.AuthService_ServiceDesc.ServiceName})
-	if err == nil && resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-		err = fmt.Errorf("status %v", resp.GetStatus())
-	}
-	if err != nil {
-		h.authUp.Set(0)
-		return fmt.Errorf("auth: %w", err)
-	}
-	h.authUp.Set(1)
-	// The probe is no queue file (those end in .env, .body, .lock).
-	f, err := os.CreateTemp(h.queueDir, ".health-")
-	if err != nil {
-		return fmt.Errorf("queue.dir not writable: %w", err)
-	}
-	f.Close()
-	os.Remove(f.Name())
-	return nil
-}
-
-// watch sets the gRPC health status on every change until ctx ends, then
-// NOT_SERVING for good, first thing in the shutdown.
-func (h *healthCheck) watch(ctx context.Context, hs *health.Server, log *slog.Logger) {
-	defer hs.Shutdown()
-	tick := time.NewTicker(h.interval)
-	defer tick.Stop()
-	var last error = errors.New("not checked yet")
-	first := true
-	for {
-		err := h.problem(ctx)
-		if ctx.Err() != nil {
-			return
+// queueWritable returns the MTA's own health check: a file can be
+// created in the queue directory.
+func queueWritable(dir string) func(context.Context) error {
+	return func(context.Context) error {
+		// The probe is no queue file (those end in .env, .body, .lock).
+		f, err := os.CreateTemp(dir, ".health-")
+		if err != nil {
+			return fmt.Errorf("queue.dir not writable: %w", err)
 		}
-		if first || (err == nil) != (last == nil) {
-			st := healthpb.HealthCheckResponse_SERVING
-			if err != nil {
-				st = healthpb.HealthCheckResponse_NOT_SERVING
-				log.Warn("health: not serving", "err", err)
-			} else {
-				log.Info("health: serving")
-			}
-			hs.SetServingStatus("", st)
-		}
-		first, last = false, err
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+		f.Close()
+		os.Remove(f.Name())
+		return nil
 	}
 }
