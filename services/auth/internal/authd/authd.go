@@ -189,7 +189,8 @@ func pruneLockouts(ctx context.Context, srv *server.Server, log *slog.Logger) {
 // (19 MiB by default) and drops it ~30 ms later; with the default GOGC the
 // heap would grow to twice that churn before collecting. The limit keeps
 // the process near what is really live: a base for the server and cache
-// plus the logins in flight.
+// plus the logins in flight (new hashes, CreateUser and SetPassword, share
+// their slots: server.Options.MaxConcurrentLogins).
 func limitMemory(logins int, p password.Params, log *slog.Logger) {
 	if debug.SetMemoryLimit(-1) != math.MaxInt64 {
 		return // set by GOMEMLIMIT

@@ -68,9 +68,9 @@ func (s *Server) CreateUser(ctx context.Context, req *authv1.CreateUserRequest) 
 	if req.GetQuotaBytes() < 0 {
 		return nil, status.Error(codes.InvalidArgument, "quota_bytes must not be negative")
 	}
-	hash, err := s.hasher.Hash(req.GetPassword())
+	hash, err := s.hashPassword(ctx, req.GetPassword())
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "hash password: %v", err)
+		return nil, err
 	}
 	u, err := s.store.CreateUser(ctx, store.User{
 		Address: a.String(), Domain: a.Domain, PasswordHash: hash,
@@ -135,9 +135,9 @@ func (s *Server) SetPassword(ctx context.Context, req *authv1.SetPasswordRequest
 	if req.GetPassword() == "" {
 		return nil, required("password")
 	}
-	hash, err := s.hasher.Hash(req.GetPassword())
+	hash, err := s.hashPassword(ctx, req.GetPassword())
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "hash password: %v", err)
+		return nil, err
 	}
 	if err := s.store.SetPasswordHash(ctx, a.String(), hash); err != nil {
 		return nil, storeError(s.log, "set password "+a.String(), err)

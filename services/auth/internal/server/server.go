@@ -21,9 +21,10 @@ type Options struct {
 	Hasher   *password.Hasher
 	Lockout  lockout.Policy
 	Resolver resolve.Options
-	// MaxConcurrentLogins bounds password verifications running at once,
-	// so that a login flood queues instead of exhausting memory (each
-	// argon2id verification holds its memory cost). Default 4.
+	// MaxConcurrentLogins bounds password verifications and new hashes
+	// (CreateUser, SetPassword) running at once, so that a login flood or
+	// a bulk import queues instead of exhausting memory (each argon2id
+	// computation holds its memory cost). Default 4.
 	MaxConcurrentLogins int
 	Logger              *slog.Logger
 	Metrics             *Metrics // may be nil
@@ -38,7 +39,7 @@ type Server struct {
 	hasher   *password.Hasher
 	guard    *lockout.Guard
 	resolver *resolve.Resolver
-	logins   chan struct{} // semaphore of MaxConcurrentLogins slots
+	logins   chan struct{} // semaphore of MaxConcurrentLogins slots: logins and hashing
 	log      *slog.Logger
 	metrics  *Metrics
 }
