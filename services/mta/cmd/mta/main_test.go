@@ -289,10 +289,15 @@ func (st *stack) countIn(local, folder, text string) int {
 	return n
 }
 
-// queueEmpty reports whether no message is queued any more.
+// queueEmpty reports whether no message is queued any more: no message
+// file of the current spool format (ID.msg) nor of the older one (ID.env).
 func (st *stack) queueEmpty() bool {
-	envs, _ := filepath.Glob(filepath.Join(st.queueDir, "*.env"))
-	return len(envs) == 0
+	for _, pattern := range []string{"*.msg", "*.env"} {
+		if files, _ := filepath.Glob(filepath.Join(st.queueDir, pattern)); len(files) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // TestEndToEnd runs auth, mailbox and mta as processes: mail from outside

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -11,8 +12,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Spool layout: one flat directory, one message = three files named by its
-// ID.
+// Spool layout: one flat directory, files named by message ID. Messages
+// are written in format 2 (ID.msg, see msgfile.go); format 1, below, is
+// still read and delivered, so that a spool written by an earlier version
+// drains after an upgrade. Format 1, one message = three files:
 //
 //	ID.env   the envelope with per-recipient state (JSON). Its presence is
 //	         what makes the message exist: written last by Enqueue, removed
@@ -35,19 +38,38 @@ var (
 	errBusy = errors.New("message locked by another worker")
 	// errGone: the message was finished or deleted meanwhile.
 	errGone = errors.New("message gone")
+	// errBodyMissing: a format-1 envelope without its body.
+	errBodyMissing = errors.New("message body missing")
 )
 
 // lease is a held lock on one message.
-type lease struct{ f *os.File }
+type lease struct {
+	f *os.File
+	// msg: f is the format-2 message file ID.msg, locked itself;
+	// otherwise format 1's ID.lock.
+	msg bool
+}
 
-// tryLock takes the lock of message id without waiting. It fails with
-// errBusy when someone holds it and errGone when the message is gone: the
-// lock file was removed, or replaced, while we waited for it (the holder
-// finishing a message removes its lock file before releasing it, so a lock
-// won on the old file means nothing).
+// tryLock takes the lock of message id without waiting: the flock of its
+// message file ID.msg, or of format 1's ID.lock. It fails with errBusy
+// when someone holds it and errGone when the message is gone: the file was
+// removed, or replaced, while we waited for it (the holder finishing a
+// message removes the file before releasing it, so a lock won on the old
+// file means nothing).
 func tryLock(dir, id string) (*lease, error) {
-	path := filepath.Join(dir, id+lockExt)
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	l, err := lockPath(filepath.Join(dir, id+msgExt), os.O_RDONLY)
+	if err == nil {
+		l.msg = true
+	}
+	if !errors.Is(err, errGone) {
+		return l, err
+	}
+	return lockPath(filepath.Join(dir, id+lockExt), os.O_RDWR)
+}
+
+// lockPath opens and flocks path.
+func lockPath(path string, flag int) (*lease, error) {
+	f, err := os.OpenFile(path, flag, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, errGone
 	}
@@ -154,39 +176,77 @@ func noSpace(err error) bool {
 // or a bare CR becomes CRLF, so that what the queue sends on never holds a
 // lone CR or LF (the raw material of SMTP smuggling, and RFC 5321 §2.3.8
 // forbids them). It streams: only a trailing CR is held between writes.
+//
+// Mail from SMTP arrives with CRLF lines already (smtpd refuses bare CR
+// and LF), so the common case is a clean input: it is found with
+// bytes.IndexByte a line at a time and written on as is, without a copy or
+// a loop over every byte.
 type crlfWriter struct {
-	w      io.Writer
-	cr     bool  // the last byte written was a CR not yet known to be followed by LF
-	last   byte  // the last byte written out
-	n      int64 // bytes written out
-	outBuf []byte
+	w    io.Writer
+	cr   bool  // the last byte seen was a CR not yet known to be followed by LF
+	last byte  // the last byte written out
+	n    int64 // bytes written out
 }
 
 func (c *crlfWriter) Write(p []byte) (int, error) {
-	out := c.outBuf[:0]
-	for _, b := range p {
-		switch {
-		case b == '\n':
-			out = append(out, '\r', '\n')
-			c.cr = false
-		case c.cr:
-			// The CR before this byte was bare.
-			out = append(out, '\r', '\n')
-			c.cr = b == '\r'
-			if !c.cr {
-				out = append(out, b)
-			}
-		case b == '\r':
-			c.cr = true
-		default:
-			out = append(out, b)
+	n := len(p)
+	if c.cr && len(p) > 0 {
+		// The CR held back from the previous write ends a line either
+		// way: with its LF, or bare.
+		c.cr = false
+		if p[0] == '\n' {
+			p = p[1:]
+		}
+		if err := c.emit([]byte("\r\n")); err != nil {
+			return 0, err
 		}
 	}
-	c.outBuf = out
-	if err := c.emit(out); err != nil {
-		return 0, err
+	for len(p) > 0 {
+		i := cleanPrefix(p)
+		if err := c.emit(p[:i]); err != nil {
+			return 0, err
+		}
+		p = p[i:]
+		if len(p) == 0 {
+			break
+		}
+		// p[0] is a bare LF, a bare CR, or a CR ending p whose LF may
+		// come with the next write.
+		if p[0] == '\r' && len(p) == 1 {
+			c.cr = true
+			break
+		}
+		if err := c.emit([]byte("\r\n")); err != nil {
+			return 0, err
+		}
+		p = p[1:]
 	}
-	return len(p), nil
+	return n, nil
+}
+
+// cleanPrefix returns the length of the longest prefix of p that needs no
+// change: whole CRLF lines, then a partial line without CR or LF. The byte
+// after it, if any, is a bare LF or a CR not followed by LF within p.
+func cleanPrefix(p []byte) int {
+	i := 0
+	for {
+		j := bytes.IndexByte(p[i:], '\n')
+		if j < 0 {
+			if k := bytes.IndexByte(p[i:], '\r'); k >= 0 {
+				return i + k
+			}
+			return len(p)
+		}
+		// The line p[i:i+j+1] is clean when its only CR is just before
+		// its LF.
+		switch k := bytes.IndexByte(p[i:i+j], '\r'); {
+		case k < 0:
+			return i + j // bare LF
+		case k < j-1:
+			return i + k // a CR inside the line: bare
+		}
+		i += j + 1
+	}
 }
 
 // Close ends the data: a pending CR becomes CRLF, and a last line without

@@ -1,14 +1,16 @@
 // Package queue is the MTA's durable spool: every message SMTP accepted,
-// as an envelope and a body file, until each recipient is delivered or has
-// failed for good.
+// as one file holding its body and envelope (msgfile.go), until each
+// recipient is delivered or has failed for good.
 //
 // Durability (the "nothing is lost" invariant): Enqueue returns only after
-// the body and the envelope were written, fsynced, renamed into place and
-// their directory fsynced, so a message Enqueue accepted survives kill -9
-// and power loss. After each delivery attempt the per-recipient state is
-// written the same way, so a restart never delivers again to a recipient
-// that got 2xx — except when the crash falls between the 2xx and that
-// write: then the message is delivered twice, never zero times.
+// the message file was written, renamed into place, and both it and its
+// directory fsynced, so a message Enqueue accepted survives kill -9 and
+// power loss. After a delivery attempt that leaves recipients to retry,
+// the per-recipient state is written to a state file, fsynced too, so a
+// restart never delivers again to a recipient that got 2xx — except when
+// the crash falls between the 2xx and that write: then the message is
+// delivered twice, never zero times. A message finished at its first
+// attempt is removed without a state file.
 //
 // Several processes may share one spool directory: a worker delivers a
 // message only while it holds the message's flock(2) lock, so no message is
@@ -112,6 +114,9 @@ type Queue struct {
 	// wrapBody lets tests make body writes fail (a full disk).
 	wrapBody func(io.Writer) io.Writer
 
+	// bufPool holds *writeBuffers for Enqueue.
+	bufPool sync.Pool
+
 	mu    sync.Mutex // protects fresh and flushWanted
 	fresh []string   // IDs enqueued or flushed since Run last looked: due now
 	// flushWanted are messages flushed while this process was delivering
@@ -183,8 +188,8 @@ func newID(now time.Time) string {
 	return fmt.Sprintf("%013x-%s", now.UnixMilli(), hex.EncodeToString(r[:]))
 }
 
-// Enqueue stores env and the body durably — body file, envelope file and
-// their directory fsynced — and returns the message ID. Only then may SMTP
+// Enqueue stores env and the body durably — the message file and its
+// directory fsynced — and returns the message ID. Only then may SMTP
 // answer 250. Any bare CR or LF in body is stored as CRLF. env.ID and the
 // recipients' delivery state are set here; duplicate recipients (same
 // address and route) are kept once.
@@ -201,66 +206,13 @@ func (q *Queue) Enqueue(ctx context.Context, env Envelope, body io.Reader) (stri
 	if err := validate(env); err != nil {
 		return "", fmt.Errorf("queue: %w", err)
 	}
-	envData, err := marshalEnvelope(env)
-	if err != nil {
-		return "", fmt.Errorf("queue: %w", err)
-	}
-	if err := q.store(ctx, env.ID, envData, body); err != nil {
+	if err := q.store(ctx, env, body); err != nil {
 		return "", q.enqueueErr(env.ID, err)
 	}
 	q.metrics.queued.Inc()
 	q.log.Info("queued", "id", env.ID, "from", env.Sender, "recipients", len(env.Recipients))
 	q.wake(env.ID) // after store released the lock, so a worker can take it
 	return env.ID, nil
-}
-
-// store writes a new message's files under its lock. On error it removes
-// them.
-//
-// The body and the envelope are written first and fsynced together, then
-// renamed into place: two fsyncs issued at once usually end in one
-// journal commit, where one after the other cost two. The envelope's
-// rename comes after both fsyncs, so an envelope never names a body that
-// is not on disk.
-func (q *Queue) store(ctx context.Context, id string, envData []byte, body io.Reader) (err error) {
-	l, err := createLock(q.dir, id)
-	if err != nil {
-		return err
-	}
-	defer l.release()
-	defer func() {
-		if err != nil {
-			q.removeFiles(id)
-		}
-	}()
-	bodyFile, err := q.writeBody(ctx, id, body)
-	if err != nil {
-		return err
-	}
-	envTmp := q.path(id, envExt) + tmpExt
-	envFile, err := writeFile(envTmp, envData)
-	if err != nil {
-		bodyFile.Close()
-		return err
-	}
-	bodySynced := make(chan error, 1)
-	go func() { bodySynced <- bodyFile.Sync() }()
-	err = envFile.Sync()
-	err = errors.Join(err, <-bodySynced, bodyFile.Close(), envFile.Close())
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(q.path(id, bodyExt)+tmpExt, q.path(id, bodyExt)); err != nil {
-		return err
-	}
-	if err := os.Rename(envTmp, q.path(id, envExt)); err != nil {
-		return err
-	}
-	// One directory fsync, shared with concurrent Enqueues and
-	// removals, makes both renames durable. Should a crash come before
-	// it ends, the envelope may survive without its body (no 250 was
-	// said); scan moves such envelopes aside.
-	return q.dirSync.sync()
 }
 
 func (q *Queue) enqueueErr(id string, err error) error {
@@ -290,29 +242,6 @@ func cleanRecipients(rcpts []Recipient) []Recipient {
 	return out
 }
 
-// writeBody streams body into ID.body.tmp with line endings made CRLF and
-// returns the file, written but not yet fsynced.
-func (q *Queue) writeBody(ctx context.Context, id string, body io.Reader) (*os.File, error) {
-	f, err := os.OpenFile(q.path(id, bodyExt)+tmpExt, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	var w io.Writer = f
-	if q.wrapBody != nil {
-		w = q.wrapBody(w)
-	}
-	cw := &crlfWriter{w: w}
-	_, err = io.CopyBuffer(cw, ctxReader{ctx, body}, make([]byte, 64<<10))
-	if err == nil {
-		err = cw.Close()
-	}
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
-}
-
 // ctxReader stops a copy when the context is done (the SMTP client went
 // away mid-DATA).
 type ctxReader struct {
@@ -329,13 +258,35 @@ func (c ctxReader) Read(p []byte) (int, error) {
 
 func (q *Queue) path(id, ext string) string { return filepath.Join(q.dir, id+ext) }
 
-// removeFiles removes everything of message id, envelope first (from then
-// on the message does not exist), lock file last. The caller holds the lock.
+// removeFiles removes everything of message id, in either format: the
+// file that makes the message exist first (ID.msg, or ID.env of format 1),
+// then its delivery state, temporary files, body and lock file. The caller
+// holds the lock, or the message has no file that makes it exist.
+//
+// ID.msg goes before ID.state: a crash between the two leaves a state
+// file without its message, which scan removes; the other order could
+// leave the message with its queued state, and deliver again to
+// recipients that already have it.
 func (q *Queue) removeFiles(id string) {
-	for _, ext := range []string{envExt, envExt + tmpExt, bodyExt, bodyExt + tmpExt, lockExt} {
-		if err := os.Remove(q.path(id, ext)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			q.log.Error("remove queue file", "id", id, "err", err)
-		}
+	for _, ext := range []string{msgExt, envExt, stateExt, msgExt + tmpExt, envExt + tmpExt, stateExt + tmpExt, bodyExt, bodyExt + tmpExt, lockExt} {
+		q.remove(id, ext)
+	}
+}
+
+// removeDone removes message id, whose lock l the caller holds, once it is
+// finished.
+func (q *Queue) removeDone(id string, l *lease) {
+	if !l.msg {
+		q.removeFiles(id)
+		return
+	}
+	q.remove(id, msgExt)
+	q.remove(id, stateExt)
+}
+
+func (q *Queue) remove(id, ext string) {
+	if err := os.Remove(q.path(id, ext)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		q.log.Error("remove queue file", "id", id, "err", err)
 	}
 }
 
@@ -351,14 +302,22 @@ func (q *Queue) wake(id string) {
 }
 
 // wantFlush remembers that id was flushed while locked: being delivered
-// here, or by another process (then the regular scan finds it due).
+// here, or by another process sharing the spool. That process sets the
+// message's next attempt when its own attempt ends, which would overwrite
+// the flush, so the flush is applied again once the lock is free:
+// flushIfWanted when the attempt was ours, retryFlushes otherwise. The
+// kick makes Run schedule that retry.
 func (q *Queue) wantFlush(id string) {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	if q.flushWanted == nil {
 		q.flushWanted = map[string]bool{}
 	}
 	q.flushWanted[id] = true
+	q.mu.Unlock()
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
 }
 
 // flushIfWanted flushes id again when a flush came while it was locked.
@@ -366,13 +325,52 @@ func (q *Queue) wantFlush(id string) {
 func (q *Queue) flushIfWanted(id string) {
 	q.mu.Lock()
 	wanted := q.flushWanted[id]
-	delete(q.flushWanted, id)
 	q.mu.Unlock()
 	if wanted {
-		if err := q.flushOne(id); err != nil && !errors.Is(err, ErrNotFound) {
-			q.log.Warn("flush after delivery attempt", "id", id, "err", err)
+		q.applyWantedFlush(id)
+	}
+}
+
+// retryFlushes applies the wanted flushes of messages not being tried by
+// this process (skip), and returns how many are still locked elsewhere.
+func (q *Queue) retryFlushes(skip map[string]bool) (waiting int) {
+	q.mu.Lock()
+	var ids []string
+	for id := range q.flushWanted {
+		if !skip[id] {
+			ids = append(ids, id)
 		}
 	}
+	q.mu.Unlock()
+	for _, id := range ids {
+		if !q.applyWantedFlush(id) {
+			waiting++
+		}
+	}
+	return waiting
+}
+
+// applyWantedFlush flushes id and forgets the wish, unless id is still
+// locked (false: try again later).
+func (q *Queue) applyWantedFlush(id string) bool {
+	err := q.flushOne(id)
+	if errors.Is(err, ErrBusy) {
+		return false
+	}
+	q.mu.Lock()
+	delete(q.flushWanted, id)
+	q.mu.Unlock()
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		q.log.Warn("flush after delivery attempt", "id", id, "err", err)
+	}
+	return true
+}
+
+// hasWantedFlushes reports whether a flush waits for a lock.
+func (q *Queue) hasWantedFlushes() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.flushWanted) > 0
 }
 
 // takeFresh returns and forgets the IDs passed to wake.
@@ -384,9 +382,10 @@ func (q *Queue) takeFresh() []string {
 	return ids
 }
 
-// readEnvelope reads the envelope of message id.
-func (q *Queue) readEnvelope(id string) (Envelope, error) {
-	b, err := os.ReadFile(q.path(id, envExt))
+// readEnvelopeFile reads an envelope record file of message id: ID.env
+// (format 1) or ID.state (format 2). errGone when there is none.
+func (q *Queue) readEnvelopeFile(id, ext string) (Envelope, error) {
+	b, err := os.ReadFile(q.path(id, ext))
 	if errors.Is(err, os.ErrNotExist) {
 		return Envelope{}, errGone
 	}
@@ -398,19 +397,99 @@ func (q *Queue) readEnvelope(id string) (Envelope, error) {
 		return Envelope{}, err
 	}
 	if env.ID != id {
-		return Envelope{}, fmt.Errorf("envelope file %s holds message ID %q", id+envExt, env.ID)
+		return Envelope{}, fmt.Errorf("envelope file %s holds message ID %q", id+ext, env.ID)
 	}
 	return env, nil
 }
 
-// writeEnvelope replaces the envelope of a message whose lock the caller
-// holds, durably.
-func (q *Queue) writeEnvelope(env Envelope) error {
+// spooled is a queued message opened for work.
+type spooled struct {
+	env  Envelope
+	body *io.SectionReader
+	// bodyFile is format 1's ID.body, to close; format 2's body is in
+	// the locked file itself.
+	bodyFile *os.File
+}
+
+func (s spooled) close() {
+	if s.bodyFile != nil {
+		s.bodyFile.Close()
+	}
+}
+
+// open reads message id, whose lock l the caller holds, in either format.
+// errGone: the message is finished; errBodyMissing: format 1 without its
+// body; other errors: the message is unusable.
+func (q *Queue) open(id string, l *lease) (spooled, error) {
+	if l.msg {
+		bufs := q.getBuffers()
+		defer q.putBuffers(bufs)
+		env, n, err := q.msgEnvelope(id, l.f, bufs.buf)
+		if err != nil {
+			return spooled{}, err
+		}
+		return spooled{env: env, body: io.NewSectionReader(l.f, 0, n)}, nil
+	}
+	env, err := q.readEnvelopeFile(id, envExt)
+	if err != nil {
+		return spooled{}, err
+	}
+	f, err := os.Open(q.path(id, bodyExt))
+	if err != nil {
+		return spooled{}, fmt.Errorf("%w: %w", errBodyMissing, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return spooled{}, fmt.Errorf("stat body: %w", err)
+	}
+	return spooled{env: env, body: io.NewSectionReader(f, 0, fi.Size()), bodyFile: f}, nil
+}
+
+// peek reads message id without its lock (List): its envelope and body
+// size. errGone when it is not queued.
+func (q *Queue) peek(id string) (Envelope, int64, error) {
+	f, err := os.Open(q.path(id, msgExt))
+	if err == nil {
+		defer f.Close()
+		return q.msgEnvelope(id, f, nil)
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return Envelope{}, 0, err
+	}
+	env, err := q.readEnvelopeFile(id, envExt)
+	if err != nil {
+		return Envelope{}, 0, err
+	}
+	var size int64
+	if fi, err := os.Stat(q.path(id, bodyExt)); err == nil {
+		size = fi.Size()
+	}
+	return env, size, nil
+}
+
+// writeEnvelope records the delivery state of a message whose lock l the
+// caller holds: into ID.state for format 2, by replacing ID.env for
+// format 1.
+//
+// The write is fsynced (file, then directory). Losing it could only lose
+// progress, never mail — the message would be tried again from its
+// previous state, so recipients that got it would get it twice — but a
+// rename made durable before the file's content could leave an empty
+// state file, which does not parse, and the message would end in corrupt/.
+// It is the rare path: only an attempt that leaves recipients to retry
+// writes it. A message finished at its first attempt is just removed
+// (removeDone).
+func (q *Queue) writeEnvelope(l *lease, env Envelope) error {
 	data, err := marshalEnvelope(env)
 	if err != nil {
 		return err
 	}
-	if err := writeFileSync(q.path(env.ID, envExt), data); err != nil {
+	ext := envExt
+	if l.msg {
+		ext = stateExt
+	}
+	if err := writeFileSync(q.path(env.ID, ext), data); err != nil {
 		return err
 	}
 	return q.dirSync.sync()
@@ -435,18 +514,15 @@ func (q *Queue) List(ctx context.Context) ([]Message, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		env, err := q.readEnvelope(id)
-		if errors.Is(err, errGone) {
+		env, size, err := q.peek(id)
+		if errors.Is(err, errGone) || errors.Is(err, os.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			q.log.Warn("list: unreadable envelope", "id", id, "err", err)
+			q.log.Warn("list: unreadable message", "id", id, "err", err)
 			continue
 		}
-		m := Message{Envelope: env}
-		if fi, err := os.Stat(q.path(id, bodyExt)); err == nil {
-			m.Size = fi.Size()
-		}
+		m := Message{Envelope: env, Size: size}
 		if due := q.due(env); due.After(q.opts.now()) {
 			m.Next = due
 		}
@@ -455,8 +531,8 @@ func (q *Queue) List(ctx context.Context) ([]Message, error) {
 	return out, nil
 }
 
-// ids returns the IDs of the messages in the spool (those with an
-// envelope), oldest first.
+// ids returns the IDs of the messages in the spool (those with a message
+// file, or a format-1 envelope), oldest first.
 func (q *Queue) ids() ([]string, error) {
 	entries, err := os.ReadDir(q.dir)
 	if err != nil {
@@ -464,8 +540,11 @@ func (q *Queue) ids() ([]string, error) {
 	}
 	var ids []string
 	for _, e := range entries {
-		if id, ok := strings.CutSuffix(e.Name(), envExt); ok && validID(id) {
-			ids = append(ids, id)
+		name := e.Name()
+		for _, ext := range []string{msgExt, envExt} {
+			if id, ok := strings.CutSuffix(name, ext); ok && validID(id) {
+				ids = append(ids, id)
+			}
 		}
 	}
 	slices.Sort(ids)
@@ -511,13 +590,15 @@ func (q *Queue) flushOne(id string) error {
 		return err
 	}
 	defer l.release()
-	env, err := q.readEnvelope(id)
+	m, err := q.open(id, l)
 	if errors.Is(err, errGone) {
 		return fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	if err != nil {
 		return fmt.Errorf("queue: flush %s: %w", id, err)
 	}
+	m.close()
+	env := m.env
 	changed := false
 	for i := range env.Recipients {
 		if r := &env.Recipients[i]; r.Status == Deferred && !r.Retry.IsZero() {
@@ -526,7 +607,7 @@ func (q *Queue) flushOne(id string) error {
 		}
 	}
 	if changed {
-		if err := q.writeEnvelope(env); err != nil {
+		if err := q.writeEnvelope(l, env); err != nil {
 			return fmt.Errorf("queue: flush %s: %w", id, err)
 		}
 	}
@@ -547,7 +628,7 @@ func (q *Queue) Delete(ctx context.Context, id string) error {
 		return err
 	}
 	defer l.release()
-	if _, err := os.Stat(q.path(id, envExt)); errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(q.path(id, envExt)); !l.msg && errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	q.removeFiles(id)

@@ -138,18 +138,15 @@ func TestEnqueueList(t *testing.T) {
 	if want := []string{"bob@remote.example", "carol@remote.example"}; !slices.Equal(addrs, want) {
 		t.Errorf("recipients = %q, want %q (duplicates once)", addrs, want)
 	}
-	body, err := os.ReadFile(filepath.Join(dir, id+bodyExt))
-	if err != nil {
-		t.Fatal(err)
-	}
+	body := readBody(t, dir, id)
 	if want := "Subject: hi\r\n\r\nbare\r\nlines\r\n"; string(body) != want {
 		t.Errorf("body = %q, want %q", body, want)
 	}
 	if m.Size != int64(len(body)) || !m.Next.IsZero() {
 		t.Errorf("Size, Next = %d, %v; want %d, due now", m.Size, m.Next, len(body))
 	}
-	if got := spoolFiles(t, dir); len(got) != 3 {
-		t.Errorf("spool = %q, want envelope, body and lock", got)
+	if got := spoolFiles(t, dir); !slices.Equal(got, []string{id + msgExt}) {
+		t.Errorf("spool = %q, want the one message file", got)
 	}
 }
 
@@ -257,10 +254,20 @@ func TestLeftoversRemoved(t *testing.T) {
 	write("0000000000003-cccccccccccccccc.body.tmp", "being written")
 	// A stray lock file, just created: left for now.
 	write("0000000000004-dddddddddddddddd.lock", "")
+	// Format 2: a crash while writing the message file; one between the
+	// removal of a finished message file and its state file.
+	write("0000000000005-eeeeeeeeeeeeeeee.msg.tmp", "half")
+	write("0000000000006-ffffffffffffffff.state", "{}")
+	// A format-2 Enqueue in progress in another process.
+	liveMsg, err := createLocked(filepath.Join(dir, "0000000000007-aaaaaaaaaaaaaaaa.msg.tmp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer liveMsg.Close()
 
 	q := openQueue(t, testOptions(dir))
 	got := spoolFiles(t, dir)
-	want := []string{"0000000000003-cccccccccccccccc.body.tmp", "0000000000003-cccccccccccccccc.lock", "0000000000004-dddddddddddddddd.lock"}
+	want := []string{"0000000000003-cccccccccccccccc.body.tmp", "0000000000003-cccccccccccccccc.lock", "0000000000004-dddddddddddddddd.lock", "0000000000007-aaaaaaaaaaaaaaaa.msg.tmp"}
 	if !slices.Equal(got, want) {
 		t.Errorf("spool after Open = %q, want %q", got, want)
 	}
@@ -269,17 +276,32 @@ func TestLeftoversRemoved(t *testing.T) {
 	}
 }
 
-// TestCorruptEnvelope: an envelope that does not parse, or without its
-// body, is moved to corrupt/ and never delivered.
+// TestCorruptEnvelope: a message that cannot be used — a format-1
+// envelope that does not parse or has no body, a format-2 message file
+// whose CRC does not match, or whose state file does not parse — is moved
+// to corrupt/ and never delivered.
 func TestCorruptEnvelope(t *testing.T) {
 	dir := testlib.TempDir(t)
 	q := openQueue(t, testOptions(dir))
-	id := enqueue(t, q, testEnvelope("b@example.org"), "x\r\n")
+	id := writeV1(t, dir, testEnvelope("b@example.org"), "x\r\n")
 	if err := os.WriteFile(filepath.Join(dir, id+envExt), []byte(`{"version":1,"id":"`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	id2 := enqueue(t, q, testEnvelope("b@example.org"), "y\r\n")
+	id2 := writeV1(t, dir, testEnvelope("b@example.org"), "y\r\n")
 	if err := os.Remove(filepath.Join(dir, id2+bodyExt)); err != nil {
+		t.Fatal(err)
+	}
+	id3 := enqueue(t, q, testEnvelope("b@example.org"), "damaged\r\n")
+	f, err := os.OpenFile(filepath.Join(dir, id3+msgExt), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("D"), 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	id4 := enqueue(t, q, testEnvelope("b@example.org"), "bad state\r\n")
+	if err := os.WriteFile(filepath.Join(dir, id4+stateExt), []byte(`{"version":1,`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	d := &recorder{}
@@ -291,11 +313,77 @@ func TestCorruptEnvelope(t *testing.T) {
 	if n := d.count(); n != 0 {
 		t.Errorf("%d deliveries, want none", n)
 	}
-	for _, name := range []string{id + envExt, id + bodyExt, id2 + envExt} {
+	for _, name := range []string{id + envExt, id + bodyExt, id2 + envExt, id3 + msgExt, id4 + msgExt, id4 + stateExt} {
 		if _, err := os.Stat(filepath.Join(dir, "corrupt", name)); err != nil {
 			t.Errorf("corrupt/%s: %v", name, err)
 		}
 	}
+}
+
+// TestFormat1Delivered: a spool written by the two-file format of earlier
+// versions (ID.env, ID.body, ID.lock) is listed, delivered and emptied
+// after an upgrade, and its deferred state is kept in place.
+func TestFormat1Delivered(t *testing.T) {
+	dir := testlib.TempDir(t)
+	id := writeV1(t, dir, testEnvelope("b@example.org", "later@example.org"), "Subject: old\r\n\r\nkept\r\n")
+	q := openQueue(t, testOptions(dir))
+	msgs, err := q.List(context.Background())
+	if err != nil || len(msgs) != 1 || msgs[0].ID != id || msgs[0].Size != int64(len("Subject: old\r\n\r\nkept\r\n")) {
+		t.Fatalf("List = %+v, %v; want %s", msgs, err, id)
+	}
+	// later@ is deferred twice: its state must be kept between the
+	// attempts (in ID.env, as format 1 does), so that b@ gets it once.
+	d := &recorder{answer: func(env Envelope, r Recipient, attempt int) Result {
+		if r.Address == "later@example.org" && attempt < 3 {
+			return Result{Code: 451, Text: "later"}
+		}
+		return Result{Code: 250, Text: "ok"}
+	}}
+	runQueue(t, q, d)
+	waitFor(t, "the spool to empty", func() bool { return len(spoolFiles(t, dir)) == 0 })
+	calls := d.snapshot()
+	if len(calls) != 3 || calls[0].env.ID != id || calls[0].body != "Subject: old\r\n\r\nkept\r\n" ||
+		!slices.Equal(calls[0].rcpts, []string{"b@example.org", "later@example.org"}) || !slices.Equal(calls[2].rcpts, []string{"later@example.org"}) {
+		t.Errorf("deliveries = %+v, want both, then later@example.org twice", calls)
+	}
+}
+
+// writeV1 writes a message in format 1, as earlier versions queued it, and
+// returns its ID.
+func writeV1(t *testing.T, dir string, env Envelope, body string) string {
+	t.Helper()
+	env.ID = newID(time.Now())
+	env.ReceivedAt = time.Now().UTC()
+	env.Recipients = cleanRecipients(env.Recipients)
+	data, err := marshalEnvelope(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ext, content := range map[string]string{bodyExt: body, lockExt: "", envExt: string(data)} {
+		if err := os.WriteFile(filepath.Join(dir, env.ID+ext), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return env.ID
+}
+
+// readBody returns the body of format-2 message id.
+func readBody(t *testing.T, dir, id string) []byte {
+	t.Helper()
+	f, err := os.Open(filepath.Join(dir, id+msgExt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	_, n, err := readMsgFile(f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, 0); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestBackoff(t *testing.T) {
@@ -324,12 +412,13 @@ func TestFlushDelete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env, err := q.readEnvelope(id)
+	m, err := q.open(id, l)
 	if err != nil {
 		t.Fatal(err)
 	}
+	env := m.env
 	env.Recipients[0].Status, env.Recipients[0].Retry = Deferred, time.Now().Add(time.Hour)
-	if err := q.writeEnvelope(env); err != nil {
+	if err := q.writeEnvelope(l, env); err != nil {
 		t.Fatal(err)
 	}
 	if err := q.Flush(ctx, id); err != nil {
@@ -774,4 +863,43 @@ func TestFlushDuringAttempt(t *testing.T) {
 		t.Fatalf("Flush during the attempt = %v", err)
 	}
 	waitFor(t, "a second attempt, brought forward by the flush", func() bool { return d.count() >= 2 })
+}
+
+// TestFlushWhileLockedElsewhere flushes a message that another mta process
+// sharing the spool holds. That process writes its own next attempt (an
+// hour away) when it lets go, so the flush must be applied after that,
+// not dropped.
+func TestFlushWhileLockedElsewhere(t *testing.T) {
+	dir := testlib.TempDir(t)
+	opts := testOptions(dir)
+	opts.RetryMin, opts.RetryMax, opts.ScanInterval = time.Hour, time.Hour, time.Hour
+	q := openQueue(t, opts)
+	id := enqueue(t, q, testEnvelope("b@example.org"), "x\r\n")
+	other, err := tryLock(dir, id) // a separate open file: another process to flock(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := q.open(id, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := m.env
+	m.close()
+	env.Recipients[0].Status, env.Recipients[0].Retry = Deferred, time.Now().Add(time.Hour)
+
+	d := &recorder{}
+	runQueue(t, q, d)
+	if err := q.Flush(context.Background(), id); err != nil {
+		t.Fatalf("Flush of a message locked elsewhere = %v, want nil", err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := d.count(); n != 0 {
+		t.Fatalf("%d deliveries while another process held the message", n)
+	}
+	// The other process ends its attempt: a deferral an hour away.
+	if err := q.writeEnvelope(other, env); err != nil {
+		t.Fatal(err)
+	}
+	other.release()
+	waitFor(t, "the delivery the flush brought forward", func() bool { return d.count() == 1 })
 }

@@ -58,15 +58,46 @@ var startTLSReply = []byte("220 2.0.0 Ready to start TLS")
 func (c *trackedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if c.plain.Load() {
-		for _, b := range p[:n] {
-			// tail holds the last four bytes: CR LF "." CR, then b.
-			if c.tail == 0x0d0a2e0d && b != '\n' {
-				c.smuggled.Store(true)
-			}
-			c.tail = c.tail<<8 | uint32(b)
-		}
+		c.watch(p[:n])
 	}
 	return n, err
+}
+
+// smuggleSeq is what trackedConn watches for, when the byte after it is
+// not LF.
+const smuggleSeq = "\r\n.\r"
+
+// watch looks for CRLF "." CR followed by anything but LF in b, the next
+// bytes read, with the bytes read before (tail). Only the first bytes of
+// b can complete a sequence begun in an earlier read: they are looked at
+// one by one; the rest with bytes.Index, not a loop over every byte.
+func (c *trackedConn) watch(b []byte) {
+	head := b[:min(len(b), len(smuggleSeq))]
+	for _, x := range head {
+		// tail holds the last four bytes: CR LF "." CR, then x.
+		if c.tail == 0x0d0a2e0d && x != '\n' {
+			c.smuggled.Store(true)
+		}
+		c.tail = c.tail<<8 | uint32(x)
+	}
+	if len(b) <= len(head) {
+		return
+	}
+	// Sequences wholly inside b, followed by a byte of b. One ending b
+	// is followed by the next read's first byte: the tail covers it.
+	for i := 0; ; {
+		j := bytes.Index(b[i:], []byte(smuggleSeq))
+		if j < 0 {
+			break
+		}
+		next := i + j + len(smuggleSeq)
+		if next < len(b) && b[next] != '\n' {
+			c.smuggled.Store(true)
+		}
+		i += j + 1 // sequences may overlap: CR LF "." CR LF "." CR
+	}
+	t := b[len(b)-4:]
+	c.tail = uint32(t[0])<<24 | uint32(t[1])<<16 | uint32(t[2])<<8 | uint32(t[3])
 }
 
 func (c *trackedConn) Write(p []byte) (int, error) {

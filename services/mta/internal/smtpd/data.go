@@ -32,7 +32,7 @@ func (s *session) Data(r io.Reader) error {
 	if err != nil {
 		return s.readError(err)
 	}
-	body, err := spoolBody(br, s.srv.opts.SpoolDir, s.srv.opts.SpoolMemory)
+	body, err := spoolBody(br, s.srv.opts.SpoolDir, s.srv.opts.SpoolMemory, &s.srv.bodyPool)
 	if err != nil {
 		return s.readError(err)
 	}

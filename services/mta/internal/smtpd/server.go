@@ -174,6 +174,8 @@ type Server struct {
 	log     *slog.Logger
 	metrics *Metrics
 	name    string // the mode, as a metrics label
+	// bodyPool holds *bytes.Buffer for message bodies (spoolBody).
+	bodyPool sync.Pool
 
 	closing atomic.Bool // Shutdown has begun: no new transactions
 	mu      sync.Mutex  // protects conns and perIP

@@ -75,9 +75,19 @@ type Client struct {
 	log  *slog.Logger
 	next atomic.Uint64 // round-robin position
 
-	mu   sync.Mutex // protects idle
+	mu   sync.Mutex // protects idle and the fields below
 	idle []*conn    // most recently used last
+	// resolved is the expansion of Addrs, kept until resolvedUntil:
+	// resolving the mailbox host names for every message costs a DNS
+	// round trip (or more) each time.
+	resolved      []string
+	resolvedUntil time.Time
 }
+
+// resolveTTL is how long the addresses of lmtp.addrs are reused: a
+// scaled-up or moved mailbox service is seen within it. Failed lookups
+// are not kept.
+const resolveTTL = 30 * time.Second
 
 var _ queue.Deliverer = (*Client)(nil)
 
@@ -276,7 +286,27 @@ func (c *Client) put(cn *conn) {
 }
 
 // targets expands Addrs: a host name stands for each of its addresses.
+// A complete answer is reused for resolveTTL.
 func (c *Client) targets(ctx context.Context) ([]string, error) {
+	now := time.Now()
+	c.mu.Lock()
+	if now.Before(c.resolvedUntil) {
+		out := c.resolved
+		c.mu.Unlock()
+		return out, nil
+	}
+	c.mu.Unlock()
+	out, err := c.resolve(ctx)
+	if err == nil && len(out) > 0 {
+		c.mu.Lock()
+		c.resolved, c.resolvedUntil = out, now.Add(resolveTTL)
+		c.mu.Unlock()
+	}
+	return out, err
+}
+
+// resolve looks up the host names in Addrs.
+func (c *Client) resolve(ctx context.Context) ([]string, error) {
 	var out []string
 	var errs []error
 	for _, a := range c.opts.Addrs {

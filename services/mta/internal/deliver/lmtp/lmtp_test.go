@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/emersion/go-smtp"
@@ -114,9 +115,11 @@ func TestSpreadAndFailover(t *testing.T) {
 	_, port, _ := net.SplitHostPort(a.Addr)
 	b := smtpsink.Start(t, smtpsink.Options{LMTP: true, Addr: "127.0.0.2:" + port})
 	dead := testlib.FreeAddr(t)
+	var lookups atomic.Int32
 	c := newClient(t, Options{
 		Addrs: []string{"mailbox.internal:" + port, dead},
 		LookupHost: func(ctx context.Context, host string) ([]string, error) {
+			lookups.Add(1)
 			if host != "mailbox.internal" {
 				return nil, fmt.Errorf("unknown host %s", host)
 			}
@@ -135,6 +138,9 @@ func TestSpreadAndFailover(t *testing.T) {
 	}
 	if ca, cb := a.Connections(), b.Connections(); ca != 1 || cb != 1 {
 		t.Errorf("connections per server = %d, %d; want one each, reused", ca, cb)
+	}
+	if n := lookups.Load(); n != 1 {
+		t.Errorf("%d lookups of mailbox.internal for 6 messages, want 1 (kept for %v)", n, resolveTTL)
 	}
 }
 
