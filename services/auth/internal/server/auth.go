@@ -84,12 +84,11 @@ func (s *Server) Authenticate(ctx context.Context, req *authv1.AuthenticateReque
 // an old-scheme hash after success. reason says why a login failed, for the
 // log only.
 func (s *Server) checkPassword(ctx context.Context, account, plain string) (u store.User, ok bool, reason string, err error) {
-	select {
-	case s.logins <- struct{}{}:
-		defer func() { <-s.logins }()
-	case <-ctx.Done():
-		return u, false, "", status.FromContextError(ctx.Err()).Err()
+	release, err := s.hashSlot(ctx)
+	if err != nil {
+		return u, false, "", err
 	}
+	defer release()
 
 	u, err = s.store.GetUser(ctx, account)
 	found := err == nil
@@ -120,26 +119,38 @@ func (s *Server) checkPassword(ctx context.Context, account, plain string) (u st
 	return u, true, "", nil
 }
 
-// hashPassword hashes a new password under the same bound as logins: each
-// argon2id hash holds its memory cost (19 MiB by default) while it runs,
-// so admin calls creating users in parallel (a provisioning script, an
-// import) would otherwise multiply that by their concurrency. The caller
-// must not hold a slot already (rehash runs inside checkPassword's).
-func (s *Server) hashPassword(ctx context.Context, plain string) (string, error) {
+// hashSlot waits for one of the MaxConcurrentLogins slots that every
+// argon2id computation (a login's verification, a new hash) runs in: each
+// holds its memory cost (19 MiB by default) while it runs, so the slots
+// bound the memory as well as the CPU. The returned release collects
+// garbage before it gives the slot back: the computation's memory is
+// garbage by then, but the collector would only reclaim it after more
+// hashes had allocated theirs (measured with two slots: four times m of
+// heap, not two). A collection of auth's small heap costs a few percent
+// of a hash.
+func (s *Server) hashSlot(ctx context.Context) (release func(), err error) {
 	select {
 	case s.logins <- struct{}{}:
-		defer func() { <-s.logins }()
+		return func() {
+			runtime.GC()
+			<-s.logins
+		}, nil
 	case <-ctx.Done():
-		return "", status.FromContextError(ctx.Err()).Err()
+		return nil, status.FromContextError(ctx.Err()).Err()
 	}
+}
+
+// hashPassword hashes a new password in a hash slot, so that admin calls
+// creating users in parallel (a provisioning script, an import) do not
+// multiply argon2's memory by their concurrency. The caller must not hold
+// a slot already (rehash runs inside checkPassword's).
+func (s *Server) hashPassword(ctx context.Context, plain string) (string, error) {
+	release, err := s.hashSlot(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer release()
 	h, err := s.hasher.Hash(plain)
-	// The hash's memory is garbage now, but the collector would only
-	// reclaim it after more hashes had allocated theirs: with two slots,
-	// a bulk import peaked at four times m (76 MiB of heap, not 38).
-	// Collecting before the slot is given back makes slots × m the bound.
-	// A collection costs far less than the hash itself, and admin calls
-	// are rare; logins rely on the memory limit (authd) instead.
-	runtime.GC()
 	if err != nil {
 		return "", status.Errorf(codes.Internal, "hash password: %v", err)
 	}

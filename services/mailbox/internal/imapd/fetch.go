@@ -27,8 +27,9 @@ func (sess *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 	uids := targetUIDs(targets)
 	// Fetching a body section without PEEK sets \Seen (RFC 9051 section
 	// 6.4.5); the FETCH responses then carry the new FLAGS.
-	seen := map[store.UID]bool{}
+	var seen map[store.UID]bool // read only when set
 	if !sel.readOnly && setsSeen(options) {
+		seen = make(map[store.UID]bool)
 		res, err := sel.mb.SetFlags(ctx, uids, store.FlagsAdd, []string{store.FlagSeen}, 0)
 		if err != nil {
 			return sess.storeError("fetch", err, false)
@@ -41,10 +42,19 @@ func (sess *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 	if err != nil {
 		return sess.storeError("fetch", err, false)
 	}
+	if metadataOnly(options) && plainFlags(msgs) {
+		return sess.writeMetadata(targets, msgs, options)
+	}
 	var scratch fetchScratch
-	return eachMessage(targets, msgs, func(seq uint32, m *store.Message) error {
+	err = eachMessage(targets, msgs, func(seq uint32, m *store.Message) error {
 		return sess.fetchOne(ctx, w, &scratch, seq, m, options, seen[m.UID])
 	})
+	if scratch.sent > 0 {
+		// Once a command: sessions adding to the one counter for each
+		// message would contend for it.
+		sess.srv.metrics.fetched.Add(float64(scratch.sent))
+	}
+	return err
 }
 
 // fetchScratch holds the buffers one FETCH reuses from message to
@@ -54,6 +64,7 @@ func (sess *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 type fetchScratch struct {
 	flags []imap.Flag // of one response: the library encodes them at once
 	copy  []byte      // BODY[] from the store to the connection, made at the first
+	sent  int64       // octets of body sections sent, for the metric
 }
 
 // copyBufferSize holds most messages whole: one read of the file each.
@@ -163,7 +174,7 @@ func (sess *session) fetchOne(ctx context.Context, w *imapserver.FetchWriter, sc
 	for i, item := range options.BinarySectionSize {
 		resp.WriteBinarySectionSize(item, binarySizes[i])
 	}
-	sess.srv.metrics.fetched.Add(float64(sent))
+	scratch.sent += sent
 	return resp.Close()
 }
 

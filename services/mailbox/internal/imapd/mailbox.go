@@ -120,7 +120,9 @@ func firstUnseen(ctx context.Context, mb store.Mailbox, uids []store.UID, unseen
 		found  uint32
 		lowest store.UID // the lowest found from the end
 	)
-	for n := 256; lo < hi; n *= 4 {
+	// A few first: unread mail is rarely rare, and each message looked
+	// at is a copy (this runs on every SELECT of an IMAP4rev1 client).
+	for n := 32; lo < hi; n *= 4 {
 		front, err := mb.Messages(ctx, uids[lo:min(lo+n, hi)])
 		if err != nil {
 			return 0, err
@@ -139,8 +141,8 @@ func firstUnseen(ctx context.Context, mb store.Mailbox, uids []store.UID, unseen
 		for i := range back {
 			if isUnseen(&back[i]) {
 				found++
-				if lowest == 0 {
-					lowest = back[i].UID
+				if lowest == 0 || back[i].UID < lowest {
+					lowest = back[i].UID // batches go down: each finds lower ones
 				}
 			}
 		}
@@ -326,7 +328,16 @@ func (sel *selected) resolve(numSet imap.NumSet) []target {
 			}
 		}
 	}
-	var out []target
+	count := 0
+	for _, m := range marked {
+		if m {
+			count++
+		}
+	}
+	if count == 0 {
+		return nil
+	}
+	out := make([]target, 0, count)
 	for i, m := range marked {
 		if m {
 			out = append(out, target{seq: uint32(i + 1), uid: uids[i]})

@@ -126,13 +126,11 @@ type Limits struct {
 	// cap: a process whose live data (the indexes of the mailboxes open at
 	// once: about 250 bytes a message) outgrows it only spends more CPU on
 	// collection, so raise it on a server with many large mailboxes open.
-	// 0 leaves the runtime's default (none, or GOMEMLIMIT from the
-	// environment, which also wins over this setting).
+	// 0, the default, leaves the runtime's default (none, or GOMEMLIMIT
+	// from the environment, which also wins over this setting). 64 MiB
+	// suits a server with a few mailboxes of 100,000 messages open.
 	MemoryLimit int64 `toml:"memory_limit"`
 }
-
-// DefaultMemoryLimit is limits.memory_limit's default.
-const DefaultMemoryLimit = 64 << 20
 
 // DefaultConfig is the configuration `make run` uses: the local ports of
 // DESIGN.md and mail under ./data/mail.
@@ -151,7 +149,6 @@ func DefaultConfig() Config {
 			MaxLineLength:  lmtpd.DefaultMaxLineLength,
 			ReadTimeout:    lmtpd.DefaultReadTimeout,
 			WriteTimeout:   lmtpd.DefaultWriteTimeout,
-			MemoryLimit:    DefaultMemoryLimit,
 		},
 		ShutdownTimeout: 30 * time.Second,
 	}

@@ -116,3 +116,46 @@ func TestViewPoll(t *testing.T) {
 		t.Errorf("Remove = %v", got)
 	}
 }
+
+func TestViewCurrent(t *testing.T) {
+	msgs := []Message{{UID: 1, ModSeq: 1}, {UID: 2, ModSeq: 2}}
+	at := func(ms []Message) func(int) *Message { return func(i int) *Message { return &ms[i] } }
+	v := NewSharedView([]UID{1, 2}, []uint64{1, 2}, nil)
+	if v.Current(2, 2) {
+		t.Errorf("Current before Mark = true")
+	}
+	v.Mark(2, 2)
+	if !v.Current(2, 2) || v.Current(3, 2) || v.Current(2, 1) {
+		t.Errorf("Current after Mark(2, 2) wrong")
+	}
+	// An expunge held back must be reported by the next Poll even when
+	// nothing changes meanwhile.
+	rest := msgs[1:]
+	if ch := v.Poll(len(rest), at(rest), nil, false); len(ch.Expunged) != 0 {
+		t.Errorf("Poll(allowExpunge false) = %+v", ch)
+	}
+	v.Mark(3, 1)
+	if v.Current(3, 1) {
+		t.Errorf("Current with an expunge held back = true")
+	}
+	if ch := v.Poll(len(rest), at(rest), nil, true); len(ch.Expunged) != 1 {
+		t.Errorf("Poll(allowExpunge true) = %+v, want one expunge", ch)
+	}
+	v.Mark(3, 1)
+	if !v.Current(3, 1) {
+		t.Errorf("Current after the expunge was reported = false")
+	}
+}
+
+func TestSharedViewCopiesOnWrite(t *testing.T) {
+	uids, mods := []UID{1, 2, 3}, []uint64{1, 1, 1}
+	v := NewSharedView(uids, mods, nil)
+	v.TouchAll([]Message{{UID: 2, ModSeq: 5}, {UID: 3, ModSeq: 1}})
+	v.Remove([]UID{1})
+	if !slices.Equal(uids, []UID{1, 2, 3}) || !slices.Equal(mods, []uint64{1, 1, 1}) {
+		t.Errorf("shared slices changed: %v %v", uids, mods)
+	}
+	if !slices.Equal(v.UIDs(), []UID{2, 3}) || !slices.Equal(v.modseqs, []uint64{5, 1}) {
+		t.Errorf("view = %v %v, want [2 3] [5 1]", v.UIDs(), v.modseqs)
+	}
+}

@@ -15,6 +15,35 @@ type View struct {
 	uids     []UID
 	modseqs  []uint64            // modseqs[i] is the last reported MODSEQ of uids[i]
 	keywords map[string]struct{} // lower-cased keywords the session has been sent
+	// marked and markedN are the HIGHESTMODSEQ and message count of the
+	// mailbox that the view last caught up with (Mark); 0 when unknown.
+	marked  uint64
+	markedN int
+	// heldBack: the last Poll kept expunged messages in the view, which
+	// a later Poll must report even if the mailbox does not change.
+	heldBack bool
+	// shared: uids and modseqs belong to others too (NewSharedView).
+	shared bool
+}
+
+// Mark records that the view is up to date with the mailbox whose
+// HIGHESTMODSEQ is highestModSeq and which holds n messages: right after
+// NewView, or after a Poll of that state. Every change to a mailbox (a new
+// message, a flag change, an expunge) raises its HIGHESTMODSEQ (RFC 7162
+// section 3.1), so while it stays the same the view has nothing to learn
+// and Current spares a walk over every message: what a Poll after every
+// command costs on a mailbox of 100,000.
+func (v *View) Mark(highestModSeq uint64, n int) {
+	if v.heldBack {
+		highestModSeq, n = 0, 0
+	}
+	v.marked, v.markedN = highestModSeq, n
+}
+
+// Current reports whether a Poll of the mailbox with this HIGHESTMODSEQ
+// and n messages would find nothing to announce (see Mark).
+func (v *View) Current(highestModSeq uint64, n int) bool {
+	return v.marked != 0 && v.marked == highestModSeq && v.markedN == n
 }
 
 // NewView returns a view of the n messages at(0..n-1), in UID order, with
@@ -35,6 +64,26 @@ func NewView(n int, at func(int) *Message, keywords []string) *View {
 	return v
 }
 
+// NewSharedView is NewView from the UIDs and MODSEQs of the mailbox's
+// messages, in UID order, which the view shares with others (a store
+// makes them once for every SELECT of the same state): it copies them
+// only when it changes them, so that selecting a large mailbox again does
+// not copy 100,000 UIDs. The caller must not modify them either.
+func NewSharedView(uids []UID, modseqs []uint64, keywords []string) *View {
+	v := &View{uids: uids, modseqs: modseqs, shared: true, keywords: make(map[string]struct{}, len(keywords))}
+	for _, k := range keywords {
+		v.keywords[strings.ToLower(k)] = struct{}{}
+	}
+	return v
+}
+
+// own makes the view's slices its own before it changes them.
+func (v *View) own() {
+	if v.shared {
+		v.uids, v.modseqs, v.shared = slices.Clone(v.uids), slices.Clone(v.modseqs), false
+	}
+}
+
 // UIDs returns the view; the slice must not be modified.
 func (v *View) UIDs() []UID { return v.uids }
 
@@ -43,6 +92,7 @@ func (v *View) UIDs() []UID { return v.uids }
 // Changes). keywords are the mailbox's keywords now.
 func (v *View) Poll(n int, at func(int) *Message, keywords []string, allowExpunge bool) Changes {
 	var ch Changes
+	v.marked, v.markedN = 0, 0 // the caller marks the state it polled
 	old := v.uids
 	uids := make([]UID, 0, max(len(old), n))
 	mods := make([]uint64, 0, cap(uids))
@@ -85,7 +135,8 @@ func (v *View) Poll(n int, at func(int) *Message, keywords []string, allowExpung
 			ch.Expunged = append(ch.Expunged, Expunged{UID: old[i], SeqNum: uint32(i + 1)})
 		}
 	}
-	v.uids, v.modseqs = uids, mods
+	v.uids, v.modseqs, v.shared = uids, mods, false
+	v.heldBack = !allowExpunge && len(expunged) > 0
 	for _, k := range updated {
 		ch.Updated = append(ch.Updated, Updated{SeqNum: uint32(k + 1), Message: *v.find(at, n, uids[k])})
 	}
@@ -122,7 +173,32 @@ func (v *View) find(at func(int) *Message, n int, uid UID) *Message {
 // STORE answered with FETCH, or a FETCH FLAGS), so Poll does not repeat it.
 func (v *View) Touch(uid UID, modseq uint64) {
 	if i, ok := slices.BinarySearch(v.uids, uid); ok && modseq > v.modseqs[i] {
+		v.own()
 		v.modseqs[i] = modseq
+	}
+}
+
+// TouchAll is Touch for each of msgs. When they are in UID order, as
+// FETCH 1:* asks for them, it walks the view once instead of searching it
+// for each.
+func (v *View) TouchAll(msgs []Message) {
+	i := 0
+	for k := range msgs {
+		m := &msgs[k]
+		if k > 0 && m.UID <= msgs[k-1].UID {
+			i = 0 // out of order: search from the start again
+		}
+		if i < len(v.uids) && v.uids[i] != m.UID {
+			j, _ := slices.BinarySearch(v.uids[i:], m.UID)
+			i += j
+		}
+		if i < len(v.uids) && v.uids[i] == m.UID {
+			if m.ModSeq > v.modseqs[i] {
+				v.own()
+				v.modseqs[i] = m.ModSeq
+			}
+			i++
+		}
 	}
 }
 
@@ -137,6 +213,9 @@ func (v *View) Remove(uids []UID) []Expunged {
 	}
 	slices.Sort(idx)
 	idx = slices.Compact(idx)
+	if len(idx) > 0 {
+		v.own()
+	}
 	out := make([]Expunged, 0, len(idx))
 	for k := len(idx) - 1; k >= 0; k-- {
 		i := idx[k]

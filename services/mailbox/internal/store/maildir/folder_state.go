@@ -8,12 +8,15 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/postcove/postcove/services/mailbox/internal/store"
 )
@@ -256,8 +259,8 @@ func (f *folder) setLog(lf *os.File, inode uint64, length, synced int64, st inde
 // writeIndex replaces the index with st (lock held): compaction and
 // rebuild. The rename makes the switch atomic for readers.
 func (f *folder) writeIndex(st indexState) error {
-	data := st.snapshot()
-	if err := writeFileSync(f.path(indexName), data); err != nil {
+	size, err := writeSnapshot(f.path(indexName), &st)
+	if err != nil {
 		return fmt.Errorf("write index: %w", err)
 	}
 	lf, err := os.OpenFile(f.path(indexName), os.O_RDWR|os.O_APPEND, 0o600)
@@ -269,8 +272,53 @@ func (f *folder) writeIndex(st indexState) error {
 		lf.Close()
 		return fmt.Errorf("stat index: %w", err)
 	}
-	f.setLog(lf, ino(fi), int64(len(data)), int64(len(data)), st)
+	f.setLog(lf, ino(fi), size, size, st)
 	return nil
+}
+
+// writeSnapshot is writeFileSync(path, st.snapshot()) without the whole
+// snapshot in memory at once (12 MB for 100,000 messages, on top of the
+// state itself when a rebuild makes it): the records go out through a
+// buffer. It returns the size written.
+func writeSnapshot(path string, st *indexState) (int64, error) {
+	tmp := path + ".tmp"
+	file, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	fail := func(err error) (int64, error) {
+		file.Close()
+		os.Remove(tmp)
+		return 0, err
+	}
+	var size int64
+	buf := appendRecord(make([]byte, 0, 64<<10), record{kind: 'H', uidValidity: st.uidValidity, uidNext: st.uidNext, highestModSeq: st.highestModSeq})
+	for i := range st.msgs {
+		buf = appendRecord(buf, addRecord(st.msgs[i]))
+		if len(buf) >= 60<<10 {
+			if _, err := file.Write(buf); err != nil {
+				return fail(err)
+			}
+			size += int64(len(buf))
+			buf = buf[:0]
+		}
+	}
+	if _, err := file.Write(buf); err != nil {
+		return fail(err)
+	}
+	size += int64(len(buf))
+	if err := file.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := file.Close(); err != nil {
+		os.Remove(tmp)
+		return 0, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return 0, err
+	}
+	return size, syncDir(filepath.Dir(path))
 }
 
 // diskFile is a message file found in cur/ or new/.
@@ -292,11 +340,14 @@ func (f *folder) scan(sub string) ([]diskFile, error) {
 	}
 	out := make([]diskFile, 0, len(names))
 	for _, n := range names {
-		fn, err := parseFileName(n)
+		// fn is parsed from file, so that its fields share file's bytes
+		// and n's can be freed: a scan of 100,000 names holds each once.
+		file := sub + "/" + n
+		fn, err := parseFileName(file[len(sub)+1:])
 		if err != nil {
 			continue // dot files and the like are not messages (Maildir spec)
 		}
-		out = append(out, diskFile{file: sub + "/" + n, fn: fn})
+		out = append(out, diskFile{file: file, fn: fn})
 	}
 	return out, nil
 }
@@ -313,6 +364,95 @@ func (f *folder) fileInfo(df diskFile) (int64, time.Time, error) {
 		size = fi.Size()
 	}
 	return size, fi.ModTime(), nil
+}
+
+// rebuildKey is a file's place in the order rebuild gives UIDs in.
+type rebuildKey struct {
+	dovecotUID store.UID // from dovecot-uidlist, or 0
+	uid        store.UID // postcove's, from the name (",U="), or 0
+	sec        int64     // delivery time, from the name
+	i          int       // the file's index in the slice sorted
+}
+
+// compareRebuildKeys orders files as rebuild numbers them: those with a
+// dovecot UID first, by it; then those with a postcove UID (",U="), by
+// it; then by delivery (byDelivery). Ties end with the base name, so the
+// files of one message sort next to each other.
+func compareRebuildKeys(files []diskFile, a, b rebuildKey) int {
+	ua, ub := a.dovecotUID, b.dovecotUID
+	switch {
+	case ua != 0 && ub != 0 && ua != ub:
+		return cmp.Compare(ua, ub)
+	case ua != 0 && ub == 0:
+		return -1
+	case ua == 0 && ub != 0:
+		return 1
+	case a.uid != 0 && b.uid != 0 && a.uid != b.uid:
+		return cmp.Compare(a.uid, b.uid)
+	case a.uid != 0 && b.uid == 0:
+		return -1
+	case a.uid == 0 && b.uid != 0:
+		return 1
+	}
+	if a.sec != b.sec {
+		return cmp.Compare(a.sec, b.sec)
+	}
+	return strings.Compare(files[a.i].fn.base, files[b.i].fn.base)
+}
+
+// fileStat is fileInfo's answer for one file.
+type fileStat struct {
+	size  int64
+	mtime time.Time
+	err   error
+}
+
+// fileInfos is fileInfo for many files: a rebuild of 100,000 messages
+// stats each (INTERNALDATE is the file's mtime). It stats them relative
+// to cur/ and new/ opened once, which spares the kernel walking the whole
+// path each time, on several goroutines.
+func (f *folder) fileInfos(files []diskFile) []fileStat {
+	out := make([]fileStat, len(files))
+	dirs := map[string]int{}
+	for _, sub := range []string{"cur", "new"} {
+		fd, err := unix.Open(f.path(sub), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue // fall back to paths
+		}
+		defer unix.Close(fd)
+		dirs[sub] = fd
+	}
+	one := func(i int) {
+		df := files[i]
+		sub, name, _ := strings.Cut(df.file, "/")
+		fd, ok := dirs[sub]
+		if !ok {
+			size, mtime, err := f.fileInfo(df)
+			out[i] = fileStat{size, mtime, err}
+			return
+		}
+		var st unix.Stat_t
+		if err := unix.Fstatat(fd, name, &st, 0); err != nil {
+			out[i].err = &fs.PathError{Op: "stat", Path: f.path(df.file), Err: err}
+			return
+		}
+		size := df.fn.size
+		if size < 0 {
+			size = st.Size
+		}
+		out[i] = fileStat{size: size, mtime: time.Unix(st.Mtim.Unix())}
+	}
+	workers := min(runtime.GOMAXPROCS(0), 4, len(files)/1000+1)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(files); i += workers {
+				one(i)
+			}
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 // rebuild makes a new index from the files (lock held). UIDs come from an
@@ -355,50 +495,57 @@ func (f *folder) rebuild() error {
 	}
 	// Files with a dovecot UID first in UID order, then the others in the
 	// order of the UIDs postcove gave them (",U="), then the rest in
-	// delivery order.
-	uidOf := func(df diskFile) store.UID { return ul.uids[df.fn.base] }
-	slices.SortFunc(files, func(a, b diskFile) int {
-		ua, ub := uidOf(a), uidOf(b)
-		switch {
-		case ua != 0 && ub != 0:
-			return cmp.Compare(ua, ub)
-		case ua != 0:
-			return -1
-		case ub != 0:
-			return 1
-		case a.fn.uid != 0 && b.fn.uid != 0 && a.fn.uid != b.fn.uid:
-			return cmp.Compare(a.fn.uid, b.fn.uid)
-		case a.fn.uid != 0 && b.fn.uid == 0:
-			return -1
-		case a.fn.uid == 0 && b.fn.uid != 0:
-			return 1
+	// delivery order. The keys are computed once, not at each of the
+	// million comparisons that sorting 100,000 files takes.
+	keyed := make([]rebuildKey, len(files))
+	for i, df := range files {
+		sec, _ := sortKey(df.fn.base)
+		keyed[i] = rebuildKey{dovecotUID: ul.uids[df.fn.base], uid: df.fn.uid, sec: sec, i: i}
+	}
+	slices.SortFunc(keyed, func(a, b rebuildKey) int { return compareRebuildKeys(files, a, b) })
+	// A message in both cur/ and new/ (a crash between link and unlink)
+	// is indexed once: the two sort next to each other.
+	ordered := make([]diskFile, 0, len(files))
+	for _, k := range keyed {
+		df := files[k.i]
+		if n := len(ordered); n == 0 || ordered[n-1].fn.base != df.fn.base {
+			ordered = append(ordered, df)
 		}
-		return byDelivery(a, b)
-	})
-	seen := make(map[string]bool, len(files))
+	}
+	files, keyed = ordered, nil
+	infos := f.fileInfos(files)
+	st.msgs = make([]rec, 0, len(files))
+	interned := map[string][]string{} // flag lists by letters: a few distinct ones
 	var last store.UID
-	for _, df := range files {
-		if seen[df.fn.base] {
-			continue
-		}
-		seen[df.fn.base] = true
-		size, mtime, err := f.fileInfo(df)
+	for i, df := range files {
+		size, mtime, err := infos[i].size, infos[i].mtime, infos[i].err
 		if err != nil {
 			continue // gone meanwhile
 		}
-		uid := uidOf(df)
+		uid := ul.uids[df.fn.base]
 		if uid == 0 || uid <= last {
 			uid = max(st.uidNext, last+1)
 		}
 		last = uid
-		flags := flagsFromLetters(df.fn.letters, f.kw)
+		flags, ok := interned[df.fn.letters]
+		if !ok {
+			flags = flagsFromLetters(df.fn.letters, f.kw)
+			if len(interned) < maxInternedFlagLists {
+				interned[df.fn.letters] = flags
+			}
+		}
+		id := df.fn.id()
+		if name := df.file[len("cur/"):]; strings.HasPrefix(name, id) {
+			id = name[:len(id)] // share the file name's bytes
+		}
 		st.highestModSeq = 1
 		st.msgs = append(st.msgs, rec{Message: store.Message{
-			UID: uid, ID: df.fn.id(), Flags: flags, ModSeq: 1, Size: size, InternalDate: mtime,
+			UID: uid, ID: id, Flags: flags, ModSeq: 1, Size: size, InternalDate: mtime,
 		}, file: df.file})
 		st.uidNext = max(st.uidNext, uid+1)
 		st.keywords = store.AddKeywords(st.keywords, flags)
 	}
+	st.recount()
 	if err := f.writeIndex(st); err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package maildir
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -75,24 +76,83 @@ func crc(payload []byte) uint32 {
 	return crc32.Checksum(payload, castagnoli)
 }
 
-// appendRecord appends r's line to b.
+// appendRecord appends r's line to b. It formats the numbers itself
+// rather than with fmt: a rebuild or compaction writes 100,000 of them.
 func appendRecord(b []byte, r record) []byte {
-	var p []byte
+	start := len(b)
+	b = append(b, "00000000 "...) // the checksum, filled in below
+	p := len(b)
+	b = append(b, r.kind, ' ')
 	switch r.kind {
 	case 'H':
-		p = fmt.Appendf(nil, "H 1 %d %d %d", r.uidValidity, r.uidNext, r.highestModSeq)
+		b = append(b, "1 "...)
+		b = strconv.AppendUint(b, uint64(r.uidValidity), 10)
+		b = append(b, ' ')
+		b = strconv.AppendUint(b, uint64(r.uidNext), 10)
+		b = append(b, ' ')
+		b = strconv.AppendUint(b, r.highestModSeq, 10)
 	case 'A':
-		p = fmt.Appendf(nil, "A %d %d %d %d %s %s", r.uid, r.modSeq, r.size, r.date.UnixMilli(), encodeFlags(r.flags), escapeField(r.file))
+		b = strconv.AppendUint(b, uint64(r.uid), 10)
+		b = append(b, ' ')
+		b = strconv.AppendUint(b, r.modSeq, 10)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, r.size, 10)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, r.date.UnixMilli(), 10)
+		b = append(b, ' ')
+		b = appendFlagsField(b, r.flags)
+		b = append(b, ' ')
+		b = appendEscaped(b, r.file)
 	case 'F':
-		p = fmt.Appendf(nil, "F %d %d %s %s", r.uid, r.modSeq, encodeFlags(r.flags), escapeField(r.file))
+		b = strconv.AppendUint(b, uint64(r.uid), 10)
+		b = append(b, ' ')
+		b = strconv.AppendUint(b, r.modSeq, 10)
+		b = append(b, ' ')
+		b = appendFlagsField(b, r.flags)
+		b = append(b, ' ')
+		b = appendEscaped(b, r.file)
 	case 'X':
-		p = fmt.Appendf(nil, "X %d %d", r.uid, r.modSeq)
+		b = strconv.AppendUint(b, uint64(r.uid), 10)
+		b = append(b, ' ')
+		b = strconv.AppendUint(b, r.modSeq, 10)
 	default:
 		panic(fmt.Sprintf("maildir: unknown index record kind %q", r.kind))
 	}
-	b = fmt.Appendf(b, "%08x ", crc(p))
-	b = append(b, p...)
+	const hex = "0123456789abcdef"
+	sum := crc(b[p:])
+	for i := 7; i >= 0; i-- {
+		b[start+i] = hex[sum&0xf]
+		sum >>= 4
+	}
 	return append(b, '\n')
+}
+
+// appendFlagsField appends encodeFlags(flags) to b.
+func appendFlagsField(b []byte, flags []string) []byte {
+	if len(flags) == 0 {
+		return append(b, '-')
+	}
+	for i, f := range flags {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendEscaped(b, f)
+	}
+	return b
+}
+
+// appendEscaped appends escapeField(s) to b.
+func appendEscaped(b []byte, s string) []byte {
+	const hex = "0123456789ABCDEF"
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= 0x20 || c >= 0x7f || c == '%' || c == ',' {
+			b = append(b, '%', hex[c>>4], hex[c&0xf])
+		} else {
+			b = append(b, c)
+		}
+	}
+	return b
 }
 
 func encodeFlags(flags []string) string {
@@ -376,6 +436,52 @@ type indexState struct {
 	msgs          []rec     // in UID order
 	keywords      []string  // every keyword seen, sorted
 	maxUID        store.UID // highest UID of an A record replayed
+	// counts sums up msgs for STATUS and SELECT; apply keeps it up to
+	// date, so that a SELECT of 100,000 messages does not look at each.
+	counts msgCounts
+	// viewUIDs and viewModSeqs are the UIDs and MODSEQs of msgs for the
+	// views of the sessions that select this state, made once for all of
+	// them (store.NewSharedView) and never modified; nil until needed,
+	// and apply drops them.
+	viewUIDs    []store.UID
+	viewModSeqs []uint64
+}
+
+// viewSlices returns viewUIDs and viewModSeqs, made if need be.
+func (st *indexState) viewSlices() ([]store.UID, []uint64) {
+	if st.viewUIDs == nil {
+		uids, mods := make([]store.UID, len(st.msgs)), make([]uint64, len(st.msgs))
+		for i := range st.msgs {
+			uids[i], mods[i] = st.msgs[i].UID, st.msgs[i].ModSeq
+		}
+		st.viewUIDs, st.viewModSeqs = uids, mods
+	}
+	return st.viewUIDs, st.viewModSeqs
+}
+
+// msgCounts is what a Status says about a folder's messages.
+type msgCounts struct {
+	unseen, deleted uint32 // messages without \Seen, with \Deleted
+	size            int64  // sum of the sizes
+}
+
+// add counts m in (sign 1) or out (sign -1).
+func (c *msgCounts) add(m *store.Message, sign int) {
+	if !store.HasFlag(m.Flags, store.FlagSeen) {
+		c.unseen += uint32(sign)
+	}
+	if store.HasFlag(m.Flags, store.FlagDeleted) {
+		c.deleted += uint32(sign)
+	}
+	c.size += int64(sign) * m.Size
+}
+
+// recount computes counts from msgs, for a state built without apply.
+func (st *indexState) recount() {
+	st.counts = msgCounts{}
+	for i := range st.msgs {
+		st.counts.add(&st.msgs[i].Message, 1)
+	}
 }
 
 // rec is one message: its metadata and its file, relative to the folder.
@@ -406,11 +512,29 @@ func (st *indexState) find(uid store.UID) (int, bool) {
 	})
 }
 
+// findFrom is find among msgs[from:]: what a walk over ascending UIDs
+// uses, at the cost of one comparison when the UIDs are consecutive
+// messages. It returns the index where uid is or would be.
+func (st *indexState) findFrom(from int, uid store.UID) (int, bool) {
+	if from < len(st.msgs) && st.msgs[from].UID == uid {
+		return from, true
+	}
+	if from > 0 && (from > len(st.msgs) || st.msgs[from-1].UID >= uid) {
+		return st.find(uid) // not ascending: search everything
+	}
+	i, ok := slices.BinarySearchFunc(st.msgs[from:], uid, func(r rec, uid store.UID) int {
+		return cmp.Compare(r.UID, uid)
+	})
+	return from + i, ok
+}
+
 // apply replays records onto st. The first record of a log must be H and
 // only the first; UIDs of A records must ascend from UIDNEXT. Flag changes
 // and expunges of messages not in the state are ignored (they change
 // nothing).
 func (st *indexState) apply(recs []record) error {
+	// Views made from now on must see the change.
+	st.viewUIDs, st.viewModSeqs = nil, nil
 	var dead []int // indexes into st.msgs of expunged messages
 	var isDead map[int]bool
 	adds := 0
@@ -445,11 +569,14 @@ func (st *indexState) apply(recs []record) error {
 			st.msgs = append(st.msgs, rec{Message: store.Message{
 				UID: r.uid, ID: fn.id(), Flags: r.flags, ModSeq: r.modSeq, Size: r.size, InternalDate: r.date,
 			}, file: r.file})
+			st.counts.add(&st.msgs[len(st.msgs)-1].Message, 1)
 			st.uidNext = max(st.uidNext, r.uid+1)
 			st.addKeywords(r.flags)
 		case 'F':
 			if i, ok := st.find(r.uid); ok && !isDead[i] {
+				st.counts.add(&st.msgs[i].Message, -1)
 				st.msgs[i].Flags, st.msgs[i].ModSeq, st.msgs[i].file = r.flags, r.modSeq, r.file
+				st.counts.add(&st.msgs[i].Message, 1)
 				st.addKeywords(r.flags)
 			}
 		case 'X':
@@ -459,6 +586,7 @@ func (st *indexState) apply(recs []record) error {
 				}
 				isDead[i] = true
 				dead = append(dead, i)
+				st.counts.add(&st.msgs[i].Message, -1)
 			}
 		}
 	}
@@ -489,7 +617,11 @@ func (st *indexState) addKeywords(flags []string) {
 
 // snapshot encodes st as a compacted log.
 func (st *indexState) snapshot() []byte {
-	b := appendRecord(nil, record{kind: 'H', uidValidity: st.uidValidity, uidNext: st.uidNext, highestModSeq: st.highestModSeq})
+	size := 64
+	for i := range st.msgs {
+		size += 80 + len(st.msgs[i].file) + 16*len(st.msgs[i].Flags) // a little more than a record's line
+	}
+	b := appendRecord(make([]byte, 0, size), record{kind: 'H', uidValidity: st.uidValidity, uidNext: st.uidNext, highestModSeq: st.highestModSeq})
 	for _, m := range st.msgs {
 		b = appendRecord(b, addRecord(m))
 	}

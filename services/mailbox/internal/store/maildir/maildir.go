@@ -574,15 +574,14 @@ func (m *mailboxes) Status(ctx context.Context, name string) (store.Status, erro
 
 // status summarises the folder's state (f.mu held).
 func (f *folder) status() store.Status {
-	unseen, deleted, size := store.Summary(len(f.st.msgs), f.st.at)
 	return store.Status{
 		UIDValidity:   f.st.uidValidity,
 		UIDNext:       f.st.uidNext,
 		HighestModSeq: f.st.highestModSeq,
 		Messages:      uint32(len(f.st.msgs)),
-		Unseen:        unseen,
-		Deleted:       deleted,
-		Size:          size,
+		Unseen:        f.st.counts.unseen,
+		Deleted:       f.st.counts.deleted,
+		Size:          f.st.counts.size,
 		Keywords:      append([]string(nil), f.st.keywords...),
 	}
 }

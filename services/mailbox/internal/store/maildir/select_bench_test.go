@@ -33,6 +33,13 @@ func bigInbox(tb testing.TB, root string, n int) {
 			tb.Fatal(err)
 		}
 	}
+	selectInbox(tb, m, n)
+	s.Close()
+}
+
+// selectInbox selects the INBOX, checks it holds n messages and closes it.
+func selectInbox(tb testing.TB, m store.Mailboxes, n int) {
+	tb.Helper()
 	mb, err := m.Select(tb.Context(), store.Inbox)
 	if err != nil {
 		tb.Fatal(err)
@@ -41,7 +48,6 @@ func bigInbox(tb testing.TB, root string, n int) {
 		tb.Fatalf("indexed %d messages, want %d", got, n)
 	}
 	mb.Close()
-	s.Close()
 }
 
 // openAlice opens a Store on root and alice's mailboxes in it; the caller
