@@ -1,5 +1,6 @@
 // Package dsn writes delivery status notifications: the RFC 3464 bounce
-// the queue sends a sender whose message could not be delivered. The
+// the queue sends a sender whose message could not be delivered, and the
+// warning it sends when delivery is delayed (when enabled). The
 // message is an RFC 6522 multipart/report of three parts: a text for
 // people, the machine-readable message/delivery-status (RFC 3464 §2), and
 // the original message (message/rfc822) or only its header
@@ -21,7 +22,7 @@ import (
 	"time"
 )
 
-// Actions (RFC 3464 §2.3.3). The queue reports failures only.
+// Actions (RFC 3464 §2.3.3). The queue reports failures and delays.
 const (
 	ActionFailed    = "failed"
 	ActionDelayed   = "delayed"
@@ -60,6 +61,19 @@ type Recipient struct {
 	Status     string // RFC 3463 status code, "5.1.1"
 	RemoteMTA  string // the host that answered, "" for none
 	Diagnostic string // the answer, "550 5.1.1 no such user"; "" for none
+	// WillRetryUntil is when the queue gives up (RFC 3464 §2.3.9), for
+	// ActionDelayed; zero for none.
+	WillRetryUntil time.Time
+}
+
+// delayed reports whether rep is a warning: every recipient delayed.
+func (rep Report) delayed() bool {
+	for _, r := range rep.Recipients {
+		if r.Action != ActionDelayed {
+			return false
+		}
+	}
+	return len(rep.Recipients) > 0
 }
 
 // Write writes the DSN message for rep to w, with the original message
@@ -74,7 +88,11 @@ func Write(w io.Writer, rep Report, original io.Reader, now time.Time) error {
 	h := &lineWriter{w: bw}
 	h.line("From: Mail Delivery System <MAILER-DAEMON@%s>", host)
 	h.line("To: <%s>", rep.Sender)
-	h.line("Subject: Undelivered Mail Returned to Sender")
+	if rep.delayed() {
+		h.line("Subject: Delayed Mail (still being retried)")
+	} else {
+		h.line("Subject: Undelivered Mail Returned to Sender")
+	}
 	h.line("Date: %s", now.Format(time.RFC1123Z))
 	h.line("Message-ID: <%s.dsn@%s>", hex.EncodeToString(msgID[:]), host)
 	// RFC 3834 §5: an automatic response; well-behaved responders do not
@@ -94,13 +112,24 @@ func Write(w io.Writer, rep Report, original io.Reader, now time.Time) error {
 	h.line("")
 	h.line("This is the mail system at host %s.", host)
 	h.line("")
-	h.line("Your message could not be delivered to one or more recipients.")
-	h.line("It is attached below.")
+	if rep.delayed() {
+		h.line("Your message could not be delivered yet to one or more recipients.")
+		h.line("The mail system keeps trying; you do not need to send it again.")
+		h.line("Its header is attached below.")
+	} else {
+		h.line("Your message could not be delivered to one or more recipients.")
+		h.line("It is attached below.")
+	}
 	h.line("")
 	for _, r := range rep.Recipients {
-		if r.Diagnostic != "" {
+		switch {
+		case r.Action == ActionDelayed && !r.WillRetryUntil.IsZero():
+			h.line("<%s>: %s; trying until %s", r.Final, orStatus(r), r.WillRetryUntil.Format(time.RFC1123Z))
+		case r.Action == ActionDelayed:
+			h.line("<%s>: %s; still trying", r.Final, orStatus(r))
+		case r.Diagnostic != "":
 			h.line("<%s>: %s", r.Final, r.Diagnostic)
-		} else {
+		default:
 			h.line("<%s>: delivery failed (%s)", r.Final, r.Status)
 		}
 	}
@@ -135,6 +164,9 @@ func Write(w io.Writer, rep Report, original io.Reader, now time.Time) error {
 		if r.Diagnostic != "" {
 			h.line("Diagnostic-Code: smtp; %s", r.Diagnostic)
 		}
+		if !r.WillRetryUntil.IsZero() {
+			h.line("Will-Retry-Until: %s", r.WillRetryUntil.Format(time.RFC1123Z))
+		}
 	}
 	h.line("")
 
@@ -162,6 +194,14 @@ func Write(w io.Writer, rep Report, original io.Reader, now time.Time) error {
 		return fmt.Errorf("write DSN: %w", err)
 	}
 	return nil
+}
+
+// orStatus is r's diagnostic, or its status code when it has none.
+func orStatus(r Recipient) string {
+	if r.Diagnostic != "" {
+		return r.Diagnostic
+	}
+	return "status " + r.Status
 }
 
 // copyOriginal copies the original message, or its header section only,

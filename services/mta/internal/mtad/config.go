@@ -114,6 +114,10 @@ type Queue struct {
 	Dir string `toml:"dir"`
 	// Lifetime is how long a message is retried before it bounces.
 	Lifetime time.Duration `toml:"lifetime"`
+	// DelayWarning, when set, is how long a recipient may stay deferred
+	// before the sender is sent one "delayed" notification (postfix's
+	// delay_warning_time; e.g. "4h"). Off by default, as postfix's.
+	DelayWarning time.Duration `toml:"delay_warning"`
 	// RetryMin is the first retry delay, doubled up to RetryMax.
 	RetryMin time.Duration `toml:"retry_min"`
 	RetryMax time.Duration `toml:"retry_max"`
@@ -269,6 +273,9 @@ func (c *Config) Validate() error {
 		errs.Add("queue.dir", "is required")
 	}
 	positive(&errs, "queue.lifetime", q.Lifetime)
+	if q.DelayWarning < 0 || q.DelayWarning > 0 && q.DelayWarning >= q.Lifetime {
+		errs.Add("queue.delay_warning", "must be 0 (off) or a positive duration shorter than queue.lifetime (%s), got %s", q.Lifetime, q.DelayWarning)
+	}
 	positive(&errs, "queue.retry_min", q.RetryMin)
 	positive(&errs, "queue.retry_max", q.RetryMax)
 	if q.RetryMax < q.RetryMin {

@@ -119,6 +119,8 @@ func TestValidateNamesEveryField(t *testing.T) {
 		{"limits.max_connections_per_ip", func(c *Config) { c.Limits.MaxConnectionsPerIP = 0 }},
 		{"queue.dir", func(c *Config) { c.Queue.Dir = "" }},
 		{"queue.lifetime", func(c *Config) { c.Queue.Lifetime = 0 }},
+		{"queue.delay_warning", func(c *Config) { c.Queue.DelayWarning = -time.Hour }},
+		{"queue.delay_warning", func(c *Config) { c.Queue.DelayWarning = c.Queue.Lifetime }},
 		{"queue.retry_min", func(c *Config) { c.Queue.RetryMin = 0 }},
 		{"queue.retry_max", func(c *Config) { c.Queue.RetryMax = time.Minute }},
 		{"queue.workers", func(c *Config) { c.Queue.Workers = 0 }},

@@ -110,15 +110,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	reg := metrics.NewRegistry()
 	q, err := queue.Open(queue.Options{
-		Dir:        cfg.Queue.Dir,
-		Lifetime:   cfg.Queue.Lifetime,
-		RetryMin:   cfg.Queue.RetryMin,
-		RetryMax:   cfg.Queue.RetryMax,
-		Workers:    cfg.Queue.Workers,
-		Hostname:   cfg.Hostname,
-		Resolve:    bounceRoute(auth),
-		Logger:     log.With("part", "queue"),
-		Registerer: reg,
+		Dir:          cfg.Queue.Dir,
+		Lifetime:     cfg.Queue.Lifetime,
+		DelayWarning: cfg.Queue.DelayWarning,
+		RetryMin:     cfg.Queue.RetryMin,
+		RetryMax:     cfg.Queue.RetryMax,
+		Workers:      cfg.Queue.Workers,
+		Hostname:     cfg.Hostname,
+		Resolve:      bounceRoute(auth),
+		Logger:       log.With("part", "queue"),
+		Registerer:   reg,
 	})
 	if err != nil {
 		return fmt.Errorf("queue.dir: %w", err)

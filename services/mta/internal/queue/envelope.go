@@ -108,6 +108,9 @@ type Recipient struct {
 	// Reported: Failed and the sender was sent a DSN for it (or none was
 	// due: null sender, NOTIFY=NEVER).
 	Reported bool `json:"reported,omitempty"`
+	// Warned: the sender was told that delivery to this recipient is
+	// delayed (Options.DelayWarning), or no warning was due.
+	Warned bool `json:"warned,omitempty"`
 }
 
 // Result is the answer of one delivery attempt for one recipient.

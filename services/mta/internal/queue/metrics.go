@@ -14,6 +14,8 @@ type metrics struct {
 	queued  prometheus.Counter
 	result  *prometheus.CounterVec // per recipient and attempt: delivered, deferred, failed, expired
 	bounces prometheus.Counter
+	// delayWarnings counts "delayed" DSNs (Options.DelayWarning).
+	delayWarnings prometheus.Counter
 
 	mu     sync.Mutex // protects size and oldest
 	size   int
@@ -28,7 +30,9 @@ func newMetrics(reg prometheus.Registerer, q *Queue) *metrics {
 		result: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "recipient_results_total",
 			Help: "Delivery attempts per recipient by result: delivered, deferred, failed (5xx), expired (queue lifetime)."}, []string{"result"}),
 		bounces: prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "bounces_total",
-			Help: "Delivery status notifications queued for senders."}),
+			Help: "Failure notifications (bounces) queued for senders."}),
+		delayWarnings: prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "delay_warnings_total",
+			Help: "Delay notifications (DSN Action: delayed) queued for senders."}),
 	}
 	if reg == nil {
 		return m
@@ -48,7 +52,7 @@ func newMetrics(reg prometheus.Registerer, q *Queue) *metrics {
 		}
 		return q.opts.now().Sub(m.oldest).Seconds()
 	})
-	reg.MustRegister(m.queued, m.result, m.bounces, size, age)
+	reg.MustRegister(m.queued, m.result, m.bounces, m.delayWarnings, size, age)
 	return m
 }
 

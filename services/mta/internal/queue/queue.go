@@ -69,6 +69,11 @@ type Options struct {
 	// Lifetime is how long a message is retried before its remaining
 	// recipients fail (queue.lifetime).
 	Lifetime time.Duration
+	// DelayWarning, when positive, is how long a recipient may stay
+	// deferred before the sender gets one "delayed" DSN for it (RFC 3464
+	// Action: delayed), as postfix's delay_warning_time. Zero (the
+	// default, as postfix's) sends none.
+	DelayWarning time.Duration
 	// RetryMin is the delay after the first failed attempt, doubled after
 	// each further one up to RetryMax (queue.retry_min, queue.retry_max).
 	// Tests shorten both.

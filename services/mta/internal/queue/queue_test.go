@@ -903,3 +903,66 @@ func TestFlushWhileLockedElsewhere(t *testing.T) {
 	other.release()
 	waitFor(t, "the delivery the flush brought forward", func() bool { return d.count() == 1 })
 }
+
+// TestDelayWarning: a recipient deferred longer than DelayWarning earns
+// the sender one "delayed" DSN (header only, with Will-Retry-Until), and
+// only one however many attempts follow; NOTIFY without DELAY and the null
+// sender get none.
+func TestDelayWarning(t *testing.T) {
+	dir := testlib.TempDir(t)
+	opts := testOptions(dir)
+	opts.DelayWarning, opts.Lifetime = 100*time.Millisecond, time.Hour
+	opts.Resolve = func(ctx context.Context, addr string) ([]Recipient, error) {
+		return []Recipient{{Address: addr, Route: RouteLocal}}, nil
+	}
+	q := openQueue(t, opts)
+	d := &recorder{answer: func(env Envelope, r Recipient, attempt int) Result {
+		if r.Address == "alice@example.org" { // the sender: warnings arrive
+			return Result{Code: 250}
+		}
+		return Result{Code: 451, Enhanced: "4.7.1", Text: "greylisted", RemoteMTA: "mx.example.org"}
+	}}
+	runQueue(t, q, d)
+	env := testEnvelope("slow@example.org", "failonly@example.org")
+	env.Recipients[1].Notify = "FAILURE"
+	enqueue(t, q, env, "Subject: hello\r\n\r\nthe body\r\n")
+	bounceEnv := testEnvelope("bounced@example.org")
+	bounceEnv.Sender = ""
+	enqueue(t, q, bounceEnv, "Subject: a bounce\r\n\r\nx\r\n")
+
+	warnings := func() []call {
+		var w []call
+		for _, c := range d.snapshot() {
+			if c.env.Sender == "" && strings.Contains(c.body, "Action: delayed") {
+				w = append(w, c)
+			}
+		}
+		return w
+	}
+	waitFor(t, "a delay warning", func() bool { return len(warnings()) > 0 })
+	// Several more attempts (RetryMax is 80 ms), and still one warning.
+	time.Sleep(500 * time.Millisecond)
+	w := warnings()
+	if len(w) != 1 {
+		t.Fatalf("%d delay warnings, want 1", len(w))
+	}
+	body := w[0].body
+	if w[0].rcpts[0] != "alice@example.org" {
+		t.Errorf("warning sent to %q, want the sender", w[0].rcpts)
+	}
+	for _, want := range []string{"Subject: Delayed Mail (still being retried)", "Final-Recipient: rfc822; slow@example.org",
+		"Status: 4.7.1", "Will-Retry-Until: ", "Content-Type: text/rfc822-headers", "Subject: hello"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("warning lacks %q:\n%s", want, body)
+		}
+	}
+	for _, not := range []string{"failonly@example.org", "the body", "Subject: a bounce"} {
+		if strings.Contains(body, not) {
+			t.Errorf("warning holds %q:\n%s", not, body)
+		}
+	}
+	msgs, err := q.List(context.Background())
+	if err != nil || len(msgs) != 2 {
+		t.Errorf("List = %d messages, %v; want both still queued", len(msgs), err)
+	}
+}

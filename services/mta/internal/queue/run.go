@@ -555,39 +555,60 @@ func (q *Queue) record(env Envelope, r *Recipient, res Result, now time.Time) {
 	}
 }
 
-// wantsFailureDSN reports whether a recipient's RFC 3461 NOTIFY asks for
-// a report of failure: the default ("") does, NEVER does not, a list does
-// when it names FAILURE.
-func wantsFailureDSN(notify string) bool {
+// wantsDSN reports whether a recipient's RFC 3461 NOTIFY asks for a DSN
+// of the given kind ("FAILURE" or "DELAY"). Without NOTIFY the MTA
+// decides (RFC 3461 §4.1): failures are reported, and delays too, when
+// warnings are enabled, as postfix does.
+func wantsDSN(notify, kind string) bool {
 	if notify == "" {
 		return true
 	}
 	for _, n := range strings.Split(notify, ",") {
-		if strings.EqualFold(strings.TrimSpace(n), "FAILURE") {
+		if strings.EqualFold(strings.TrimSpace(n), kind) {
 			return true
 		}
 	}
 	return false
 }
 
-// report sends the sender one DSN for the recipients that failed since the
-// last one, and marks them reported. When the DSN cannot be queued they
-// stay unreported, and the message due, for the next scan to try again.
-// Nothing is sent for the null sender: a bounce is never bounced.
+// report sends the sender the DSNs due after an attempt: one for the
+// recipients that failed since the last one, and one for those deferred
+// longer than DelayWarning and not yet warned about. It marks them
+// reported (warned); when a DSN cannot be queued they stay unmarked, and
+// the next attempt tries again. Nothing is sent for the null sender: a
+// bounce is never bounced, nor warned about.
 func (q *Queue) report(ctx context.Context, env *Envelope, original Body) {
-	var fresh []int
+	var failed, delayed []int
+	now := q.opts.now()
 	for i, r := range env.Recipients {
-		if r.Status == Failed && !r.Reported {
-			fresh = append(fresh, i)
+		switch {
+		case r.Status == Failed && !r.Reported:
+			failed = append(failed, i)
+		case r.Status == Deferred && !r.Warned && q.opts.DelayWarning > 0 &&
+			now.Sub(env.ReceivedAt) >= q.opts.DelayWarning:
+			delayed = append(delayed, i)
 		}
 	}
-	if len(fresh) == 0 {
-		return
-	}
-	markReported := func() {
-		for _, i := range fresh {
+	if len(failed) > 0 && q.sendDSN(ctx, env, original, dsn.ActionFailed, failed) {
+		for _, i := range failed {
 			env.Recipients[i].Reported = true
 		}
+	}
+	if len(delayed) > 0 && q.sendDSN(ctx, env, original, dsn.ActionDelayed, delayed) {
+		for _, i := range delayed {
+			env.Recipients[i].Warned = true
+		}
+	}
+}
+
+// sendDSN queues one DSN of action (failed or delayed) for the recipients
+// at indices, to the sender. It returns whether they are dealt with: the
+// DSN is queued, or none is due (null sender, NOTIFY, a sender that does
+// not exist); false means try again later.
+func (q *Queue) sendDSN(ctx context.Context, env *Envelope, original Body, action string, indices []int) bool {
+	kind := "FAILURE"
+	if action == dsn.ActionDelayed {
+		kind = "DELAY"
 	}
 	rep := dsn.Report{
 		ReportingMTA: q.opts.Hostname,
@@ -595,55 +616,63 @@ func (q *Queue) report(ctx context.Context, env *Envelope, original Body) {
 		EnvID:        env.EnvID,
 		QueueID:      env.ID,
 		ArrivalDate:  env.ReceivedAt,
-		HeadersOnly:  env.Ret != "FULL",
+		// A warning carries the header only, as postfix's: the
+		// message is still on its way.
+		HeadersOnly: env.Ret != "FULL" || action == dsn.ActionDelayed,
 	}
 	if original.Size() > maxFullReturn {
 		rep.HeadersOnly = true // a bounce should not carry tens of megabytes back
 	}
-	for _, i := range fresh {
+	for _, i := range indices {
 		r := env.Recipients[i]
-		if !wantsFailureDSN(r.Notify) {
+		if !wantsDSN(r.Notify, kind) {
 			continue
 		}
 		st := r.Last.Status()
-		if r.Last.Code/100 != 5 {
+		if action == dsn.ActionFailed && r.Last.Code/100 != 5 {
 			st = "4.4.7" // lifetime expired while the answer was temporary
 		}
 		var diag string
 		if r.Last.Code != 0 {
 			diag = r.Last.String()
 		}
-		rep.Recipients = append(rep.Recipients, dsn.Recipient{
-			Final: r.Address, Orig: r.Orig, Action: dsn.ActionFailed, Status: st,
+		dr := dsn.Recipient{
+			Final: r.Address, Orig: r.Orig, Action: action, Status: st,
 			RemoteMTA: r.Last.RemoteMTA, Diagnostic: diag,
-		})
+		}
+		if action == dsn.ActionDelayed {
+			dr.WillRetryUntil = env.ReceivedAt.Add(q.opts.Lifetime)
+		}
+		rep.Recipients = append(rep.Recipients, dr)
 	}
 	if env.Sender == "" || len(rep.Recipients) == 0 {
-		markReported()
-		return
+		return true
 	}
 	to, err := q.resolve(ctx, env.Sender)
 	if err != nil {
-		q.log.Warn("cannot route the bounce yet", "id", env.ID, "to", env.Sender, "err", err)
-		return
+		q.log.Warn("cannot route the DSN yet", "id", env.ID, "action", action, "to", env.Sender, "err", err)
+		return false
 	}
 	if len(to) == 0 {
-		q.log.Warn("bounce dropped: the sender does not exist", "id", env.ID, "to", env.Sender)
-		markReported()
-		return
+		q.log.Warn("DSN dropped: the sender does not exist", "id", env.ID, "action", action, "to", env.Sender)
+		return true
 	}
 	body := io.NewSectionReader(original, 0, original.Size())
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(dsn.Write(pw, rep, body, q.opts.now())) }()
 	bid, err := q.Enqueue(ctx, Envelope{Sender: "", Recipients: to}, pr)
-	pr.CloseWithError(errors.New("bounce enqueue ended")) // unblocks the writer if Enqueue stopped early
+	pr.CloseWithError(errors.New("DSN enqueue ended")) // unblocks the writer if Enqueue stopped early
 	if err != nil {
-		q.log.Error("queue the bounce", "id", env.ID, "err", err)
-		return
+		q.log.Error("queue the DSN", "id", env.ID, "action", action, "err", err)
+		return false
 	}
-	q.metrics.bounces.Inc()
-	q.log.Info("bounce queued", "id", env.ID, "bounce", bid, "to", env.Sender, "recipients", len(rep.Recipients))
-	markReported()
+	if action == dsn.ActionFailed {
+		q.metrics.bounces.Inc()
+	} else {
+		q.metrics.delayWarnings.Inc()
+	}
+	q.log.Info("DSN queued", "id", env.ID, "action", action, "dsn", bid, "to", env.Sender, "recipients", len(rep.Recipients))
+	return true
 }
 
 // resolve routes a DSN to addr.
