@@ -54,27 +54,16 @@ func (sess *session) Select(name string, options *imap.SelectOptions) (*imap.Sel
 	sess.closeSelected()
 	ctx, cancel := sess.ctx()
 	defer cancel()
-	// Status before Select: whatever arrives in between is in the view,
-	// and UIDNEXT below is raised above it, so UIDNEXT never claims a
-	// message the client was not told about.
-	before, err := sess.mbs.Status(ctx, name)
-	if err != nil {
-		return nil, sess.storeError("select", err, false)
-	}
+	// One look at the store: the view and the status it was taken from
+	// (UIDNEXT above every UID of the view, so it never claims a
+	// message the client was not told about).
 	mb, err := sess.mbs.Select(ctx, name)
 	if err != nil {
 		return nil, sess.storeError("select", err, false)
 	}
-	st, err := mb.Status(ctx)
-	if err != nil {
-		mb.Close()
-		return nil, sess.storeError("select", err, false)
-	}
+	st := mb.Selected()
 	uids := mb.UIDs()
-	uidNext := before.UIDNext
-	if before.UIDValidity != st.UIDValidity {
-		uidNext = 1
-	}
+	uidNext := st.UIDNext
 	if n := len(uids); n > 0 && uidNext <= uids[n-1] {
 		uidNext = uids[n-1] + 1
 	}

@@ -224,6 +224,10 @@ type Mailbox interface {
 	// Status is the mailbox's current state in the store, which may be
 	// ahead of the view.
 	Status(ctx context.Context) (Status, error)
+	// Selected is the mailbox's state when Select took the view: the
+	// state its UIDs describe (UIDNEXT above all of them and no message
+	// the view lacks), taken without another look at the store.
+	Selected() Status
 	// UIDs is the view: message sequence number n is UIDs()[n-1]. The slice
 	// is valid until the next Poll, Expunge or Move and must not be
 	// modified.

@@ -205,7 +205,9 @@ func (m *mailboxes) Select(ctx context.Context, name string) (store.Mailbox, err
 		uidValidity: f.st.uidValidity,
 		view:        store.NewSharedView(uids, mods, f.st.keywords),
 		updates:     f.notifier.Subscribe(),
+		selected:    f.status(),
 	}
+	h.selected.Name = name
 	h.view.Mark(f.st.highestModSeq, len(f.st.msgs))
 	if f.stop == nil {
 		f.stop = make(chan struct{})
@@ -242,7 +244,8 @@ type handle struct {
 	uidValidity uint32
 	view        *store.View // the session's goroutine only
 	updates     chan struct{}
-	closed      bool // protected by f.mu
+	closed      bool         // protected by f.mu
+	selected    store.Status // the state the view was taken from
 }
 
 // lock takes the folder mutex with the state refreshed and checks that
@@ -305,6 +308,8 @@ func (h *handle) Status(ctx context.Context) (store.Status, error) {
 	st.Name = h.name
 	return st, nil
 }
+
+func (h *handle) Selected() store.Status { return h.selected }
 
 func (h *handle) UIDs() []store.UID { return h.view.UIDs() }
 

@@ -16,6 +16,7 @@ type handle struct {
 	view        *store.View // used by the session's goroutine only
 	updates     chan struct{}
 	closed      bool
+	selected    store.Status // the state the view was taken from
 }
 
 // checkLocked fails when the mailbox was deleted (or the handle closed).
@@ -43,6 +44,8 @@ func (h *handle) Status(ctx context.Context) (store.Status, error) {
 	}
 	return h.mb.statusLocked(), nil
 }
+
+func (h *handle) Selected() store.Status { return h.selected }
 
 func (h *handle) UIDs() []store.UID { return h.view.UIDs() }
 

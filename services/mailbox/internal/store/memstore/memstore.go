@@ -374,6 +374,7 @@ func (m *mailboxes) Select(ctx context.Context, name string) (store.Mailbox, err
 		uidValidity: mb.uidValidity,
 		view:        store.NewView(len(mb.msgs), mb.at, mb.keywords),
 		updates:     mb.notifier.Subscribe(),
+		selected:    mb.statusLocked(),
 	}, nil
 }
 

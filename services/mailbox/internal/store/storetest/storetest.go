@@ -38,6 +38,7 @@ func Run(t *testing.T, open Opener) {
 		{"InvalidNames", testInvalidNames},
 		{"Subscriptions", testSubscriptions},
 		{"AppendRead", testAppendRead},
+		{"Selected", testSelected},
 		{"Flags", testFlags},
 		{"CopyMove", testCopyMove},
 		{"Expunge", testExpunge},
@@ -358,6 +359,23 @@ func testAppendRead(t *testing.T, open Opener) {
 		if st, err := other.Status(ctx, "INBOX"); err != nil || st.Messages != 0 {
 			t.Errorf("other user's INBOX = %+v, %v, want empty", st, err)
 		}
+	}
+}
+
+// testSelected: Selected is the state the view was taken from, even once
+// the mailbox has moved on.
+func testSelected(t *testing.T, open Opener) {
+	m := openUser(t, open(t, Options{}))
+	Append(t, m, "INBOX", Msg(1))
+	Append(t, m, "INBOX", Msg(2))
+	mb := Select(t, m, "INBOX")
+	Append(t, m, "INBOX", Msg(3))
+	st := status(t, m, "INBOX")
+	if sel := mb.Selected(); sel.Messages != 2 || sel.UIDNext != 3 || sel.Unseen != 2 || sel.UIDValidity != st.UIDValidity || sel.Name != "INBOX" {
+		t.Errorf("Selected() = %+v, want INBOX's 2 unseen messages and UIDNEXT 3, as selected", sel)
+	}
+	if st.Messages != 3 || st.UIDNext != 4 {
+		t.Errorf("Status = %+v, want 3 messages and UIDNEXT 4", st)
 	}
 }
 
