@@ -127,7 +127,8 @@ func appendRecord(b []byte, r record) []byte {
 	return append(b, '\n')
 }
 
-// appendFlagsField appends encodeFlags(flags) to b.
+// appendFlagsField appends the flags field of a record to b: "-" for
+// none, else the flags escaped (escapeField) and joined by commas.
 func appendFlagsField(b []byte, flags []string) []byte {
 	if len(flags) == 0 {
 		return append(b, '-')
@@ -153,17 +154,6 @@ func appendEscaped(b []byte, s string) []byte {
 		}
 	}
 	return b
-}
-
-func encodeFlags(flags []string) string {
-	if len(flags) == 0 {
-		return "-"
-	}
-	parts := make([]string, len(flags))
-	for i, f := range flags {
-		parts[i] = escapeField(f)
-	}
-	return strings.Join(parts, ",")
 }
 
 func escapeField(s string) string {
