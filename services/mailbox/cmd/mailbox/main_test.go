@@ -25,41 +25,16 @@ import (
 // TestBadConfigNamesTheField: a bad file key, file value or environment
 // value stops the service before it starts, with a message naming it.
 func TestBadConfigNamesTheField(t *testing.T) {
-	tests := []struct {
-		name string
-		file string   // config file contents; "" for none
-		args []string // after the config flag, if any
-		env  []string // KEY=VALUE
-		want string
-	}{
-		{name: "unknown key", file: "[store]\nrot = \"x\"\n", want: `store.rot`},
-		{name: "bad duration", file: "[limits]\nread_timeout = 30\n", want: "limits.read_timeout"},
-		{name: "bad env", env: []string{"POSTCOVE_MAILBOX_LIMITS_MAX_RECIPIENTS=many"}, want: "POSTCOVE_MAILBOX_LIMITS_MAX_RECIPIENTS"},
-		{name: "bad listen", env: []string{"POSTCOVE_MAILBOX_LISTEN_LMTP=localhost"}, want: "listen.lmtp"},
-		{name: "empty store", env: []string{"POSTCOVE_MAILBOX_STORE_ROOT="}, want: "store.root"},
-		{name: "missing file", args: []string{"-config", "/nonexistent/mailbox.toml"}, want: "mailbox.toml"},
-		{name: "unknown command", args: []string{"frobnicate"}, want: `unknown command "frobnicate"`},
-		{name: "extra argument", args: []string{"version", "now"}, want: `unexpected argument "now"`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			args := tt.args
-			if tt.file != "" {
-				path := filepath.Join(t.TempDir(), "mailbox.toml")
-				if err := os.WriteFile(path, []byte(tt.file), 0o600); err != nil {
-					t.Fatal(err)
-				}
-				args = append([]string{"-config", path}, args...)
-			}
-			for _, kv := range tt.env {
-				k, v, _ := strings.Cut(kv, "=")
-				t.Setenv(k, v)
-			}
-			if err := run(args); err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("run(%q) with %q = %v, want an error naming %q", args, tt.env, err, tt.want)
-			}
-		})
-	}
+	testlib.CheckConfigErrors(t, run, []testlib.ConfigError{
+		{Name: "unknown key", File: "[store]\nrot = \"x\"\n", Want: `store.rot`},
+		{Name: "bad duration", File: "[limits]\nread_timeout = 30\n", Want: "limits.read_timeout"},
+		{Name: "bad env", Env: []string{"POSTCOVE_MAILBOX_LIMITS_MAX_RECIPIENTS=many"}, Want: "POSTCOVE_MAILBOX_LIMITS_MAX_RECIPIENTS"},
+		{Name: "bad listen", Env: []string{"POSTCOVE_MAILBOX_LISTEN_LMTP=localhost"}, Want: "listen.lmtp"},
+		{Name: "empty store", Env: []string{"POSTCOVE_MAILBOX_STORE_ROOT="}, Want: "store.root"},
+		{Name: "missing file", Args: []string{"-config", "/nonexistent/mailbox.toml"}, Want: "mailbox.toml"},
+		{Name: "unknown command", Args: []string{"frobnicate"}, Want: `unknown command "frobnicate"`},
+		{Name: "extra argument", Args: []string{"version", "now"}, Want: `unexpected argument "now"`},
+	})
 }
 
 // service is the mailbox binary running in a subprocess.

@@ -24,46 +24,21 @@ import (
 // TestBadConfigNamesTheField: a bad file key, value or environment value
 // stops the service before it starts, with a message naming it.
 func TestBadConfigNamesTheField(t *testing.T) {
-	tests := []struct {
-		name string
-		file string
-		args []string
-		env  []string
-		want string
-	}{
-		{name: "unknown key", file: "[queue]\ndri = \"x\"\n", want: "queue.dri"},
-		{name: "bad duration", file: "[limits]\nread_timeout = 30\n", want: "limits.read_timeout"},
-		{name: "bad env", env: []string{"POSTCOVE_MTA_LIMITS_MAX_RECIPIENTS=many"}, want: "POSTCOVE_MTA_LIMITS_MAX_RECIPIENTS"},
-		{name: "few recipients", env: []string{"POSTCOVE_MTA_LIMITS_MAX_RECIPIENTS=10"}, want: "limits.max_recipients"},
-		{name: "bad listen", env: []string{"POSTCOVE_MTA_LISTEN_SMTP=localhost"}, want: "listen.smtp"},
-		{name: "465 without certificate", env: []string{"POSTCOVE_MTA_LISTEN_SUBMISSIONS=127.0.0.1:2465"}, want: "listen.submissions"},
-		{name: "bad hostname", env: []string{"POSTCOVE_MTA_HOSTNAME=mx example"}, want: "hostname"},
-		{name: "retry caps", env: []string{"POSTCOVE_MTA_QUEUE_RETRY_MAX=1m"}, want: "queue.retry_max"},
-		{name: "no lmtp", env: []string{"POSTCOVE_MTA_LMTP_ADDRS="}, want: "lmtp.addrs"},
-		{name: "relay password", env: []string{"POSTCOVE_MTA_RELAY_HOST=smtp.example:587", "POSTCOVE_MTA_RELAY_USERNAME=u"}, want: "relay.password_file"},
-		{name: "missing file", args: []string{"-config", "/nonexistent/mta.toml"}, want: "mta.toml"},
-		{name: "unknown command", args: []string{"frobnicate"}, want: `unknown command "frobnicate"`},
-		{name: "extra argument", args: []string{"version", "now"}, want: `unexpected argument "now"`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			args := tt.args
-			if tt.file != "" {
-				path := filepath.Join(t.TempDir(), "mta.toml")
-				if err := os.WriteFile(path, []byte(tt.file), 0o600); err != nil {
-					t.Fatal(err)
-				}
-				args = append([]string{"-config", path}, args...)
-			}
-			for _, kv := range tt.env {
-				k, v, _ := strings.Cut(kv, "=")
-				t.Setenv(k, v)
-			}
-			if err := run(args); err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("run(%q) with %q = %v, want an error naming %q", args, tt.env, err, tt.want)
-			}
-		})
-	}
+	testlib.CheckConfigErrors(t, run, []testlib.ConfigError{
+		{Name: "unknown key", File: "[queue]\ndri = \"x\"\n", Want: "queue.dri"},
+		{Name: "bad duration", File: "[limits]\nread_timeout = 30\n", Want: "limits.read_timeout"},
+		{Name: "bad env", Env: []string{"POSTCOVE_MTA_LIMITS_MAX_RECIPIENTS=many"}, Want: "POSTCOVE_MTA_LIMITS_MAX_RECIPIENTS"},
+		{Name: "few recipients", Env: []string{"POSTCOVE_MTA_LIMITS_MAX_RECIPIENTS=10"}, Want: "limits.max_recipients"},
+		{Name: "bad listen", Env: []string{"POSTCOVE_MTA_LISTEN_SMTP=localhost"}, Want: "listen.smtp"},
+		{Name: "465 without certificate", Env: []string{"POSTCOVE_MTA_LISTEN_SUBMISSIONS=127.0.0.1:2465"}, Want: "listen.submissions"},
+		{Name: "bad hostname", Env: []string{"POSTCOVE_MTA_HOSTNAME=mx example"}, Want: "hostname"},
+		{Name: "retry caps", Env: []string{"POSTCOVE_MTA_QUEUE_RETRY_MAX=1m"}, Want: "queue.retry_max"},
+		{Name: "no lmtp", Env: []string{"POSTCOVE_MTA_LMTP_ADDRS="}, Want: "lmtp.addrs"},
+		{Name: "relay password", Env: []string{"POSTCOVE_MTA_RELAY_HOST=smtp.example:587", "POSTCOVE_MTA_RELAY_USERNAME=u"}, Want: "relay.password_file"},
+		{Name: "missing file", Args: []string{"-config", "/nonexistent/mta.toml"}, Want: "mta.toml"},
+		{Name: "unknown command", Args: []string{"frobnicate"}, Want: `unknown command "frobnicate"`},
+		{Name: "extra argument", Args: []string{"version", "now"}, Want: `unexpected argument "now"`},
+	})
 }
 
 // proc is a service binary running in a subprocess, with its log shown
