@@ -37,6 +37,7 @@ import (
 	"os"
 	"reflect"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 )
@@ -189,4 +190,12 @@ func checkDurations(md toml.MetaData, v reflect.Value) error {
 		}
 	}
 	return nil
+}
+
+// SetDefault sets *v to def when it is not positive: the zero value of an
+// option struct's limit or timeout means "the default".
+func SetDefault[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }

@@ -341,3 +341,13 @@ func TestLoadNested(t *testing.T) {
 		t.Errorf("load() gave %+v %+v, want size 2, name env, level x", *c.Inner, c.Shared)
 	}
 }
+
+func TestSetDefault(t *testing.T) {
+	n, d, kept := 0, -time.Second, int64(7)
+	SetDefault(&n, 5)
+	SetDefault(&d, time.Minute)
+	SetDefault(&kept, 9)
+	if n != 5 || d != time.Minute || kept != 7 {
+		t.Errorf("SetDefault gave %d, %v, %d; want 5, 1m0s, 7 (set values kept)", n, d, kept)
+	}
+}

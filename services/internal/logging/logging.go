@@ -46,3 +46,20 @@ func ParseLevel(level string) (slog.Level, error) {
 func Discard() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
+
+// Printer adapts a structured logger to the Printf/Println logger that
+// libraries such as go-smtp take for their own messages (accept errors,
+// recovered panics with their stack): each becomes one warning, its text
+// after Prefix.
+type Printer struct {
+	Log    *slog.Logger
+	Prefix string // e.g. "lmtp: "
+}
+
+func (p Printer) Printf(format string, v ...any) {
+	p.Log.Warn(p.Prefix + strings.TrimSpace(fmt.Sprintf(format, v...)))
+}
+
+func (p Printer) Println(v ...any) {
+	p.Log.Warn(p.Prefix + strings.TrimSpace(fmt.Sprintln(v...)))
+}

@@ -69,3 +69,26 @@ func TestParseLevel(t *testing.T) {
 func TestDiscard(t *testing.T) {
 	Discard().Error("nothing happens")
 }
+
+func TestPrinter(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := New(&buf, "info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := Printer{Log: log, Prefix: "lmtp: "}
+	p.Printf("accept error: %v\n", "boom")
+	p.Println("panic", 42)
+	var got []string
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var rec struct{ Level, Msg string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		got = append(got, rec.Level+" "+rec.Msg)
+	}
+	want := []string{"WARN lmtp: accept error: boom", "WARN lmtp: panic 42"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("logged %q, want %q", got, want)
+	}
+}

@@ -40,7 +40,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -48,6 +47,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/postcove/postcove/services/internal/authclient"
+	"github.com/postcove/postcove/services/internal/config"
+	"github.com/postcove/postcove/services/internal/logging"
 	"github.com/postcove/postcove/services/mailbox/internal/store"
 )
 
@@ -157,13 +158,13 @@ func New(opts Options) (*Server, error) {
 			opts.Hostname = "localhost"
 		}
 	}
-	setDefault(&opts.MaxMessageBytes, DefaultMaxMessageBytes)
-	setDefault(&opts.MaxRecipients, DefaultMaxRecipients)
-	setDefault(&opts.MaxLineLength, DefaultMaxLineLength)
-	setDefault(&opts.ReadTimeout, DefaultReadTimeout)
-	setDefault(&opts.WriteTimeout, DefaultWriteTimeout)
-	setDefault(&opts.SpoolMemory, DefaultSpoolMemory)
-	setDefault(&opts.MaxConnections, DefaultMaxConnections)
+	config.SetDefault(&opts.MaxMessageBytes, DefaultMaxMessageBytes)
+	config.SetDefault(&opts.MaxRecipients, DefaultMaxRecipients)
+	config.SetDefault(&opts.MaxLineLength, DefaultMaxLineLength)
+	config.SetDefault(&opts.ReadTimeout, DefaultReadTimeout)
+	config.SetDefault(&opts.WriteTimeout, DefaultWriteTimeout)
+	config.SetDefault(&opts.SpoolMemory, DefaultSpoolMemory)
+	config.SetDefault(&opts.MaxConnections, DefaultMaxConnections)
 	if opts.SpoolDir == "" {
 		opts.SpoolDir = os.TempDir()
 	}
@@ -192,15 +193,9 @@ func New(opts Options) (*Server, error) {
 	// exist (it knows IDN domains); the store keeps 8-bit headers as
 	// they come.
 	srv.EnableSMTPUTF8 = true
-	srv.ErrorLog = errorLog{s.log}
+	srv.ErrorLog = logging.Printer{Log: s.log, Prefix: "lmtp: "}
 	s.smtp = srv
 	return s, nil
-}
-
-func setDefault[T int | int64 | time.Duration](v *T, def T) {
-	if *v <= 0 {
-		*v = def
-	}
 }
 
 // Serve accepts LMTP connections on lis until Shutdown, and closes it. It
@@ -378,16 +373,4 @@ func (c *trackedConn) Close() error {
 	delete(c.s.conns, c)
 	c.s.mu.Unlock()
 	return c.Conn.Close()
-}
-
-// errorLog sends go-smtp's own error messages (connection errors, recovered
-// panics with their stack) to the service log.
-type errorLog struct{ log *slog.Logger }
-
-func (l errorLog) Printf(format string, v ...any) {
-	l.log.Warn("lmtp: " + strings.TrimSpace(fmt.Sprintf(format, v...)))
-}
-
-func (l errorLog) Println(v ...any) {
-	l.log.Warn("lmtp: " + strings.TrimSpace(fmt.Sprintln(v...)))
 }

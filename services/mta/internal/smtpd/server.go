@@ -25,6 +25,8 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/postcove/postcove/services/internal/authclient"
+	"github.com/postcove/postcove/services/internal/config"
+	"github.com/postcove/postcove/services/internal/logging"
 	"github.com/postcove/postcove/services/mta/internal/policy"
 	"github.com/postcove/postcove/services/mta/internal/queue"
 )
@@ -194,16 +196,16 @@ func New(opts Options) (*Server, error) {
 	if opts.ImplicitTLS && opts.TLS == nil {
 		return nil, errors.New("smtpd: implicit TLS needs a certificate")
 	}
-	setDefault(&opts.MaxMessageBytes, DefaultMaxMessageBytes)
-	setDefault(&opts.MaxRecipients, DefaultMaxRecipients)
-	setDefault(&opts.MaxLineLength, DefaultMaxLineLength)
-	setDefault(&opts.MaxHeaderBytes, DefaultMaxHeaderBytes)
-	setDefault(&opts.ReadTimeout, DefaultReadTimeout)
-	setDefault(&opts.DataTimeout, DefaultDataTimeout)
-	setDefault(&opts.WriteTimeout, DefaultWriteTimeout)
-	setDefault(&opts.MaxConnections, DefaultMaxConnections)
-	setDefault(&opts.MaxConnectionsPerIP, DefaultMaxConnectionsPerIP)
-	setDefault(&opts.SpoolMemory, DefaultSpoolMemory)
+	config.SetDefault(&opts.MaxMessageBytes, DefaultMaxMessageBytes)
+	config.SetDefault(&opts.MaxRecipients, DefaultMaxRecipients)
+	config.SetDefault(&opts.MaxLineLength, DefaultMaxLineLength)
+	config.SetDefault(&opts.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	config.SetDefault(&opts.ReadTimeout, DefaultReadTimeout)
+	config.SetDefault(&opts.DataTimeout, DefaultDataTimeout)
+	config.SetDefault(&opts.WriteTimeout, DefaultWriteTimeout)
+	config.SetDefault(&opts.MaxConnections, DefaultMaxConnections)
+	config.SetDefault(&opts.MaxConnectionsPerIP, DefaultMaxConnectionsPerIP)
+	config.SetDefault(&opts.SpoolMemory, DefaultSpoolMemory)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -242,15 +244,9 @@ func New(opts Options) (*Server, error) {
 	// not implemented by the queue.
 	srv.EnableBINARYMIME = false
 	srv.EnableREQUIRETLS = false
-	srv.ErrorLog = errorLog{s.log}
+	srv.ErrorLog = logging.Printer{Log: s.log}
 	s.smtp = srv
 	return s, nil
-}
-
-func setDefault[T int | int64 | time.Duration](v *T, def T) {
-	if *v <= 0 {
-		*v = def
-	}
 }
 
 // Serve accepts connections on lis until Shutdown. It owns lis.
@@ -308,10 +304,3 @@ type backend struct{ s *Server }
 func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	return b.s.newSession(c)
 }
-
-// errorLog sends go-smtp's own messages (accept errors, panics in a
-// session, with their stack) to the structured log.
-type errorLog struct{ log *slog.Logger }
-
-func (e errorLog) Printf(format string, v ...any) { e.log.Warn(fmt.Sprintf(format, v...)) }
-func (e errorLog) Println(v ...any)               { e.log.Warn(fmt.Sprint(v...)) }
