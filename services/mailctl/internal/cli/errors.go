@@ -45,7 +45,10 @@ func (a *app) peerError(p *peer, err error, hint string) error {
 			// just close the connection: the client sees a reset or EOF.
 			usingTLS && (strings.Contains(msg, "broken pipe") || strings.Contains(msg, "reset") || strings.Contains(msg, "EOF")):
 			return fmt.Errorf("TLS with %s at %s failed (%s): check --tls-ca, --tls-cert and --tls-key (or MAILCTL_TLS_CA, MAILCTL_TLS_CERT, MAILCTL_TLS_KEY)", p.name, p.addr, msg)
-		case !usingTLS && strings.Contains(msg, "EOF"):
+		case !usingTLS && (strings.Contains(msg, "server preface") || strings.Contains(msg, "EOF") || strings.Contains(msg, "reset")):
+			// A TLS server reading our plaintext HTTP/2 preface closes the
+			// connection; depending on timing the client sees EOF or a reset
+			// while waiting for the server's preface.
 			return fmt.Errorf("%s at %s closed the connection (%s): if it uses TLS, pass --tls-ca, and --tls-cert and --tls-key for mTLS", p.name, p.addr, msg)
 		}
 		return fmt.Errorf("cannot reach %s at %s (%s): is it running? Start it with 'make run', or point %s or %s at it", p.name, p.addr, msg, p.flag, p.env)
