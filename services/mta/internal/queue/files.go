@@ -83,9 +83,7 @@ func lockPath(path string, flag int) (*lease, error) {
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	held, err1 := f.Stat()
-	now, err2 := os.Stat(path)
-	if err1 != nil || err2 != nil || !os.SameFile(held, now) {
+	if !sameFile(f, path) {
 		f.Close()
 		return nil, errGone
 	}

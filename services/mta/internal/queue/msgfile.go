@@ -16,7 +16,8 @@ import (
 )
 
 // The message file (format 2, ID.msg) holds a whole message in one file,
-// so that accepting it costs one file creation, one rename and one file
+// so that accepting it costs one file creation (usually not even that: a
+// spent file is recycled, see recycle.go), one rename and one file
 // fsync (with the directory fsync running at the same time), where the
 // two-file format 1 (ID.env and ID.body, plus ID.lock) cost three
 // creations, two renames and two journal commits one after the other:
@@ -107,9 +108,12 @@ func (q *Queue) store(ctx context.Context, env Envelope, body io.Reader) (err er
 	}
 	final := q.path(env.ID, msgExt)
 	tmp := final + tmpExt
-	f, err := createLocked(tmp)
-	if err != nil {
-		return err
+	f := q.free.take(tmp)
+	recycled := f != nil
+	if !recycled {
+		if f, err = createLocked(tmp); err != nil {
+			return err
+		}
 	}
 	l := &lease{f: f, msg: true}
 	defer l.release()
@@ -147,6 +151,11 @@ func (q *Queue) store(ctx context.Context, env Envelope, body io.Reader) (err er
 	if _, err := w.Write(trailer(cw.n, len(envData), crc.Sum32())); err != nil {
 		return err
 	}
+	if recycled {
+		if err := truncateHere(f); err != nil {
+			return err
+		}
+	}
 	if err := os.Rename(tmp, final); err != nil {
 		return err
 	}
@@ -177,9 +186,7 @@ func createLocked(path string) (*os.File, error) {
 			os.Remove(path)
 			return nil, fmt.Errorf("lock new message: %w", err)
 		}
-		held, err1 := f.Stat()
-		now, err2 := os.Stat(path)
-		if err1 == nil && err2 == nil && os.SameFile(held, now) {
+		if sameFile(f, path) {
 			return f, nil
 		}
 		f.Close()

@@ -121,6 +121,8 @@ type Queue struct {
 
 	// bufPool holds *writeBuffers for Enqueue.
 	bufPool sync.Pool
+	// free holds spent message files for reuse (recycle.go).
+	free *freeFiles
 
 	mu    sync.Mutex // protects fresh and flushWanted
 	fresh []string   // IDs enqueued or flushed since Run last looked: due now
@@ -179,6 +181,11 @@ func Open(opts Options) (*Queue, error) {
 		kick:    make(chan struct{}, 1),
 	}
 	q.metrics = newMetrics(opts.Registerer, q)
+	free, err := openFreeFiles(filepath.Join(opts.Dir, freeDirName))
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	q.free = free
 	if _, err := q.scan(); err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
@@ -285,7 +292,9 @@ func (q *Queue) removeDone(id string, l *lease) {
 		q.removeFiles(id)
 		return
 	}
-	q.remove(id, msgExt)
+	if !q.free.retire(id, q.path(id, msgExt), l.f) {
+		q.remove(id, msgExt)
+	}
 	q.remove(id, stateExt)
 }
 
