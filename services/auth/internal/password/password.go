@@ -88,9 +88,9 @@ func DefaultParams() Params {
 	return Params{Time: 2, MemoryKiB: 19 * 1024, Threads: 1, SaltLen: 16, KeyLen: 32}
 }
 
-// validate reports whether p can produce a hash that we, and libsodium, can
+// Validate reports whether p can produce a hash that we, and libsodium, can
 // read back: the same bounds parse enforces on stored argon2 hashes.
-func (p Params) validate() error {
+func (p Params) Validate() error {
 	return checkArgon2Params(p.MemoryKiB, p.Time, uint32(p.Threads), p.SaltLen, p.KeyLen)
 }
 
@@ -115,7 +115,7 @@ func New(p Params) *Hasher {
 // dovecot's ARGON2ID scheme reads.
 func (h *Hasher) Hash(plain string) (string, error) {
 	p := h.Params
-	if err := p.validate(); err != nil {
+	if err := p.Validate(); err != nil {
 		return "", fmt.Errorf("password: invalid params: %w", err)
 	}
 	if len(plain) > maxPasswordLen {

@@ -154,8 +154,8 @@ func TestDefaultParams(t *testing.T) {
 	if got := DefaultParams(); got != want {
 		t.Errorf("DefaultParams() = %+v, want %+v", got, want)
 	}
-	if err := DefaultParams().validate(); err != nil {
-		t.Errorf("DefaultParams().validate() = %v, want nil", err)
+	if err := DefaultParams().Validate(); err != nil {
+		t.Errorf("DefaultParams().Validate() = %v, want nil", err)
 	}
 }
 
