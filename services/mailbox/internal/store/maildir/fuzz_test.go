@@ -2,6 +2,7 @@ package maildir
 
 import (
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -163,5 +164,29 @@ func FuzzQuotaFile(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data string) {
 		_, _ = parseQuotaFile(data)
 		_ = parseSubscriptions(data)
+	})
+}
+
+// FuzzNumbers: the index's own decimal parsing agrees with strconv on
+// every input, numbers that fit and ones that do not.
+func FuzzNumbers(f *testing.F) {
+	for _, s := range []string{"0", "007", "4294967295", "4294967296", "9223372036854775807", "9223372036854775808", "-9223372036854775808", "-9223372036854775809", "18446744073709551615", "18446744073709551616", "", "-", "+1", "1_000", " 1", "12a"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, bits := range []int{32, 63, 64} {
+			want, err := strconv.ParseUint(s, 10, bits)
+			var n numbers
+			got := n.parse([]byte(s), bits)
+			if (err == nil) != (n.err == nil) || err == nil && got != want {
+				t.Errorf("parse(%q, %d) = %d, %v; strconv: %d, %v", s, bits, got, n.err, want, err)
+			}
+		}
+		want, err := strconv.ParseInt(s, 10, 64)
+		var n numbers
+		got := n.parseInt([]byte(s))
+		if (err == nil) != (n.err == nil) || err == nil && got != want {
+			t.Errorf("parseInt(%q) = %d, %v; strconv: %d, %v", s, got, n.err, want, err)
+		}
 	})
 }

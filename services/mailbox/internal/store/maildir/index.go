@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -193,28 +194,63 @@ func unescapeField(s string) (string, error) {
 	return b.String(), nil
 }
 
-// numbers parses decimal fields, remembering the first failure.
+// numbers parses decimal fields, remembering the first failure. It reads
+// the bytes of the line itself: converting them to strings for strconv
+// would allocate for every field of every record of a large index.
 type numbers struct{ err error }
 
-func (n *numbers) parse(s string, bits int) uint64 {
-	v, err := strconv.ParseUint(s, 10, bits)
-	if err != nil && n.err == nil {
+// parse parses an unsigned decimal of at most bits bits, as
+// strconv.ParseUint(s, 10, bits) does.
+func (n *numbers) parse(b []byte, bits int) uint64 {
+	v, ok := parseDecimal(b, bits)
+	if !ok && n.err == nil {
 		n.err = errCorruptIndex
 	}
 	return v
 }
 
-func (n *numbers) parseInt(s string) int64 {
-	v, err := strconv.ParseInt(s, 10, 64)
-	if err != nil && n.err == nil {
+// parseInt parses a signed decimal int64, as strconv.ParseInt(s, 10, 64).
+func (n *numbers) parseInt(b []byte) int64 {
+	neg := len(b) > 0 && b[0] == '-'
+	if len(b) > 0 && (b[0] == '-' || b[0] == '+') {
+		b = b[1:]
+	}
+	v, ok := parseDecimal(b, 64)
+	switch {
+	case ok && !neg && v <= math.MaxInt64:
+		return int64(v)
+	case ok && neg && v <= 1<<63:
+		return -int64(v) // wraps to MinInt64 for 1<<63, as it should
+	}
+	if n.err == nil {
 		n.err = errCorruptIndex
 	}
-	return v
+	return 0
+}
+
+// parseDecimal parses one or more decimal digits as a value below 1<<bits.
+func parseDecimal(b []byte, bits int) (uint64, bool) {
+	if len(b) == 0 {
+		return 0, false
+	}
+	limit := uint64(1)<<bits - 1 // bits is below 64 or 64: 1<<64-1 wraps to MaxUint64
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if v > (limit-d)/10 {
+			return 0, false
+		}
+		v = v*10 + d
+	}
+	return v, true
 }
 
 // parseRecord parses one payload.
 func parseRecord(p string) (record, error) {
-	return (&decoder{}).record(p)
+	return (&decoder{}).record([]byte(p))
 }
 
 // decoder parses the records of one log. Most messages share a few flag
@@ -230,13 +266,14 @@ type decoder struct {
 // message has its own keywords.
 const maxInternedFlagLists = 1024
 
-func (d *decoder) decodeFlags(s string) ([]string, error) {
-	if s == "-" {
+func (d *decoder) decodeFlags(b []byte) ([]string, error) {
+	if len(b) == 1 && b[0] == '-' {
 		return nil, nil
 	}
-	if fl, ok := d.flags[s]; ok {
+	if fl, ok := d.flags[string(b)]; ok { // no allocation for the lookup
 		return fl, nil
 	}
+	s := string(b)
 	fl, err := decodeFlags(s)
 	if err != nil {
 		return nil, err
@@ -252,10 +289,10 @@ func (d *decoder) decodeFlags(s string) ([]string, error) {
 
 // splitFields cuts p at single spaces into f and returns how many fields
 // there were (up to len(f)+1: more than len(f) means too many).
-func splitFields(p string, f *[7]string) int {
+func splitFields(p []byte, f *[7][]byte) int {
 	n := 0
 	for {
-		i := strings.IndexByte(p, ' ')
+		i := bytes.IndexByte(p, ' ')
 		if n == len(f) {
 			return n + 1
 		}
@@ -268,8 +305,8 @@ func splitFields(p string, f *[7]string) int {
 	}
 }
 
-func (d *decoder) record(p string) (record, error) {
-	var fa [7]string
+func (d *decoder) record(p []byte) (record, error) {
+	var fa [7][]byte
 	nf := splitFields(p, &fa)
 	f := fa[:min(nf, len(fa))]
 	var r record
@@ -278,26 +315,26 @@ func (d *decoder) record(p string) (record, error) {
 	switch {
 	case nf > len(fa):
 		return record{}, errCorruptIndex
-	case f[0] == "H" && len(f) == 5 && f[1] == "1":
+	case isField(f[0], "H") && len(f) == 5 && isField(f[1], "1"):
 		r = record{kind: 'H', uidValidity: uint32(n.parse(f[2], 32)), uidNext: store.UID(n.parse(f[3], 32)), highestModSeq: n.parse(f[4], 63)}
 		if r.uidValidity == 0 || r.uidNext == 0 {
 			return record{}, errCorruptIndex
 		}
 		return r, n.err
-	case f[0] == "A" && len(f) == 7:
+	case isField(f[0], "A") && len(f) == 7:
 		r = record{kind: 'A', uid: store.UID(n.parse(f[1], 32)), modSeq: n.parse(f[2], 63), size: int64(n.parse(f[3], 63))}
 		r.date = time.UnixMilli(n.parseInt(f[4]))
 		r.flags, err = d.decodeFlags(f[5])
 		if err == nil {
-			r.file, err = decodeFile(f[6])
+			r.file, err = decodeFile(string(f[6]))
 		}
-	case f[0] == "F" && len(f) == 5:
+	case isField(f[0], "F") && len(f) == 5:
 		r = record{kind: 'F', uid: store.UID(n.parse(f[1], 32)), modSeq: n.parse(f[2], 63)}
 		r.flags, err = d.decodeFlags(f[3])
 		if err == nil {
-			r.file, err = decodeFile(f[4])
+			r.file, err = decodeFile(string(f[4]))
 		}
-	case f[0] == "X" && len(f) == 3:
+	case isField(f[0], "X") && len(f) == 3:
 		r = record{kind: 'X', uid: store.UID(n.parse(f[1], 32)), modSeq: n.parse(f[2], 63)}
 	default:
 		return record{}, errCorruptIndex
@@ -355,25 +392,75 @@ func decodeFile(s string) (string, error) {
 func parseLog(data []byte) (recs []record, good int, err error) {
 	// About 100 bytes a record: one allocation for the slice, mostly.
 	recs = make([]record, 0, len(data)/90+1)
+	good, err = scanLog(data, func(batch []record) error {
+		recs = append(recs, batch...)
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return recs, good, nil
+}
+
+// logBatch is how many records scanLog hands over at a time.
+const logBatch = 1024
+
+// scanLog parses an index log as parseLog does, but hands the records to
+// use in batches (a slice reused between calls) instead of returning them
+// all: a 100,000-message index is then never held as 11 MB of records on
+// top of its text and the state made from it. An error from use stops the
+// scan and is returned.
+func scanLog(data []byte, use func([]record) error) (good int, err error) {
+	batch := make([]record, 0, min(logBatch, len(data)/90+1))
 	var d decoder
-	for off := 0; off < len(data); {
+	off := 0
+	for off < len(data) {
 		nl := bytes.IndexByte(data[off:], '\n')
 		if nl < 0 {
-			return recs, off, nil // torn: no newline yet
+			break // torn: no newline yet
 		}
 		line := data[off : off+nl]
 		next := off + nl + 1
 		r, ok := d.line(line)
 		if !ok {
 			if isTail(data[next:]) {
-				return recs, off, nil
+				break
 			}
-			return nil, 0, fmt.Errorf("%w: bad record at offset %d", errCorruptIndex, off)
+			return 0, fmt.Errorf("%w: bad record at offset %d", errCorruptIndex, off)
 		}
-		recs = append(recs, r)
+		batch = append(batch, r)
 		off = next
+		if len(batch) == cap(batch) {
+			if err := use(batch); err != nil {
+				return 0, err
+			}
+			batch = batch[:0]
+		}
 	}
-	return recs, len(data), nil
+	if len(batch) > 0 {
+		if err := use(batch); err != nil {
+			return 0, err
+		}
+	}
+	return off, nil
+}
+
+// replayLog applies a whole index log to st, which holds nothing yet, in
+// batches (scanLog), and returns the length of its whole records. st.msgs
+// is allocated once, for at most one message a line, instead of growing
+// step by step through the batches.
+func (st *indexState) replayLog(data []byte) (good int, err error) {
+	st.msgs = make([]rec, 0, bytes.Count(data, []byte{'\n'}))
+	good, err = scanLog(data, st.apply)
+	if err != nil {
+		return 0, err
+	}
+	if unused := cap(st.msgs) - len(st.msgs); unused > len(st.msgs)/4 {
+		// A log with many flag changes since its last compaction: do not
+		// keep room for a message per record.
+		st.msgs = slices.Clone(st.msgs)
+	}
+	return good, nil
 }
 
 // isTail reports whether rest can be what follows a torn last record:
@@ -395,9 +482,12 @@ func (d *decoder) line(line []byte) (record, bool) {
 	if !ok || want != crc(line[9:]) {
 		return record{}, false
 	}
-	r, err := d.record(string(line[9:]))
+	r, err := d.record(line[9:])
 	return r, err == nil
 }
+
+// isField reports whether field b is s (without converting b).
+func isField(b []byte, s string) bool { return string(b) == s }
 
 // parseHex32 parses 8 lower-case hex digits, as appendRecord writes them.
 func parseHex32(b []byte) (uint32, bool) {

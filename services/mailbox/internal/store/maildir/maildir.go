@@ -44,6 +44,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -76,7 +77,22 @@ type Options struct {
 	// when no handle uses them, so that deliveries to a mailbox nobody has
 	// open do not re-read its index; default 256.
 	MaxIdleFolders int
+	// MaxIdleMessages bounds the messages of those idle states together
+	// (about 180 bytes each in memory); past it the least recently used
+	// are dropped once idle for idleGrace. Default 50,000: a few
+	// mailboxes of 100,000 messages left cached after their sessions end
+	// would otherwise hold tens of MB each until 256 other folders pushed
+	// them out. Reading a 100,000-message index again costs ~0.2 s.
+	MaxIdleMessages int
+
+	// idleGrace is how long an idle folder is kept even over
+	// MaxIdleMessages, so that a burst of deliveries to a big mailbox
+	// nobody has open reads its index once, not once per message; default
+	// defaultIdleGrace, shorter in tests.
+	idleGrace time.Duration
 }
+
+const defaultIdleGrace = 5 * time.Second
 
 // Store is a Maildir++ store.Store. Several Stores, in one process or in
 // several, may share a Root: they coordinate through file locks.
@@ -123,6 +139,12 @@ func Open(opts Options) (*Store, error) {
 	}
 	if opts.MaxIdleFolders <= 0 {
 		opts.MaxIdleFolders = 256
+	}
+	if opts.MaxIdleMessages <= 0 {
+		opts.MaxIdleMessages = 50_000
+	}
+	if opts.idleGrace <= 0 {
+		opts.idleGrace = defaultIdleGrace
 	}
 	return &Store{opts: opts, pid: os.Getpid(), folders: make(map[string]*folder), quotas: make(map[string]quotaSeen)}, nil
 }
@@ -174,31 +196,46 @@ func (s *Store) acquire(user, dir string) (*folder, error) {
 	return f, nil
 }
 
-// release drops a reference; idle folders beyond MaxIdleFolders are closed,
-// least recently used first.
+// release drops a reference. Idle folders beyond MaxIdleFolders are
+// closed, least recently used first, and so are those beyond
+// MaxIdleMessages once idle for idleGrace.
 func (s *Store) release(f *folder) {
+	f.mu.Lock()
+	msgs := len(f.st.msgs)
+	f.mu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f.refs--
 	if f.refs > 0 {
 		return
 	}
-	f.lastUsed = time.Now()
-	idle := 0
-	var oldest *folder
+	now := time.Now()
+	f.lastUsed, f.idleMsgs = now, msgs
+	var idle []*folder
+	idleMsgs := 0
 	for _, g := range s.folders {
 		if g.refs == 0 {
-			idle++
-			if oldest == nil || g.lastUsed.Before(oldest.lastUsed) {
-				oldest = g
-			}
+			idle = append(idle, g)
+			idleMsgs += g.idleMsgs
 		}
 	}
-	if idle > s.opts.MaxIdleFolders && oldest != nil {
-		delete(s.folders, oldest.dir)
-		oldest.mu.Lock()
-		oldest.close()
-		oldest.mu.Unlock()
+	if len(idle) <= s.opts.MaxIdleFolders && idleMsgs <= s.opts.MaxIdleMessages {
+		return
+	}
+	slices.SortFunc(idle, func(a, b *folder) int { return a.lastUsed.Compare(b.lastUsed) })
+	kept := len(idle)
+	for _, g := range idle { // oldest first
+		overCount := kept > s.opts.MaxIdleFolders
+		overMsgs := idleMsgs > s.opts.MaxIdleMessages && now.Sub(g.lastUsed) >= s.opts.idleGrace
+		if !overCount && !overMsgs {
+			break
+		}
+		delete(s.folders, g.dir)
+		g.mu.Lock()
+		g.close()
+		g.mu.Unlock()
+		kept--
+		idleMsgs -= g.idleMsgs
 	}
 }
 

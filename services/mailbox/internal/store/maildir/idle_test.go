@@ -1,0 +1,86 @@
+package maildir
+
+import (
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/postcove/postcove/services/internal/testlib"
+	"github.com/postcove/postcove/services/mailbox/internal/store"
+	"github.com/postcove/postcove/services/mailbox/internal/store/storetest"
+)
+
+// idleCached lists the folders (by name below the Maildir) whose state s
+// keeps with no handle using them.
+func idleCached(s *Store) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var names []string
+	for dir, f := range s.folders {
+		if f.refs == 0 {
+			names = append(names, filepath.Base(dir))
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+func selectClose(t *testing.T, m store.Mailboxes, name string, want int) {
+	t.Helper()
+	mb, err := m.Select(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(mb.UIDs()); got != want {
+		t.Errorf("%s holds %d messages, want %d", name, got, want)
+	}
+	mb.Close()
+}
+
+// TestIdleMessagesBounded: an idle folder over MaxIdleMessages stays
+// cached for the grace period, is dropped after it, and reads back whole.
+func TestIdleMessagesBounded(t *testing.T) {
+	s, err := Open(Options{Root: testlib.TempDir(t), MaxIdleMessages: 5, idleGrace: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	m, err := s.User(t.Context(), "alice@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		storetest.Append(t, m, store.Inbox, storetest.Msg(i))
+	}
+	selectClose(t, m, store.Inbox, 10)
+	if got := idleCached(s); !slices.Contains(got, "Maildir") {
+		t.Fatalf("idle cached = %v right after use, want the INBOX (Maildir) kept through the grace period", got)
+	}
+	time.Sleep(60 * time.Millisecond)
+	selectClose(t, m, "Sent", 0) // any release looks at the idle folders
+	if got := idleCached(s); !slices.Equal(got, []string{".Sent"}) {
+		t.Errorf("idle cached = %v after the grace period, want only the small .Sent", got)
+	}
+	selectClose(t, m, store.Inbox, 10)
+}
+
+// TestIdleFoldersBounded: past MaxIdleFolders the least recently used
+// idle folder goes at once, whatever its size.
+func TestIdleFoldersBounded(t *testing.T) {
+	s, err := Open(Options{Root: testlib.TempDir(t), MaxIdleFolders: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	m, err := s.User(t.Context(), "alice@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"Sent", "Drafts", "Trash"} {
+		selectClose(t, m, name, 0)
+	}
+	if got := idleCached(s); !slices.Equal(got, []string{".Drafts", ".Trash"}) {
+		t.Errorf("idle cached = %v, want the two most recent (.Drafts, .Trash)", got)
+	}
+}
