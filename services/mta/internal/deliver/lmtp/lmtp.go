@@ -1,11 +1,23 @@
 // Package lmtp delivers queued messages to the mailbox service over LMTP
-// (RFC 2033), with github.com/emersion/go-smtp's client in LMTP mode.
+// (RFC 2033), with a client of its own.
 //
 // One transaction carries a message to all its local recipients, and the
-// server answers once per recipient after DATA (RFC 2033 §4.2): 2xx
-// delivered, 4xx tried again later, 5xx failed for that recipient only.
-// When no mailbox server can be reached every recipient gets a 4xx: the
-// message stays queued, and nobody is bounced before the queue lifetime.
+// server answers once per recipient after the message (RFC 2033 §4.2):
+// 2xx delivered, 4xx tried again later, 5xx failed for that recipient
+// only. When no mailbox server can be reached every recipient gets a 4xx:
+// the message stays queued, and nobody is bounced before the queue
+// lifetime.
+//
+// The mailbox (go-smtp's server) offers PIPELINING (RFC 2920) and
+// CHUNKING (RFC 3030), and a transaction is then one write: MAIL, one RCPT
+// per recipient, "BDAT <size>" and the message as it is, "BDAT 0 LAST".
+// The replies come back in that order: MAIL's, one per RCPT, the chunk's,
+// and one per accepted recipient for BDAT LAST. BDAT is why this client
+// exists: with DATA both ends go through the message byte by byte, we to
+// dot-stuff it and the server to undo that, where a chunk is copied in
+// bulk; go-smtp's client has no BDAT, and waits for each RCPT's reply. A
+// server without PIPELINING or CHUNKING gets one command at a time, and
+// the message with DATA.
 //
 // Load is spread over the configured addresses round-robin; a host name
 // with several addresses (a scaled compose service) counts as each of
@@ -16,7 +28,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"slices"
@@ -24,8 +35,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/emersion/go-smtp"
 
 	"github.com/postcove/postcove/services/mta/internal/deliver"
 	"github.com/postcove/postcove/services/mta/internal/queue"
@@ -91,14 +100,6 @@ const resolveTTL = 30 * time.Second
 
 var _ queue.Deliverer = (*Client)(nil)
 
-// conn is an open LMTP session between transactions.
-type conn struct {
-	c      *smtp.Client
-	nc     net.Conn
-	addr   string
-	usedAt time.Time
-}
-
 // New returns a Client. It does not connect yet.
 func New(opts Options) (*Client, error) {
 	if len(opts.Addrs) == 0 {
@@ -111,6 +112,10 @@ func New(opts Options) (*Client, error) {
 	}
 	if opts.Hostname == "" {
 		opts.Hostname = "localhost"
+	}
+	// The name goes into the LHLO command line as it is.
+	if strings.ContainsFunc(opts.Hostname, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return nil, fmt.Errorf("lmtp: hostname %q has a space or a control character", opts.Hostname)
 	}
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = DefaultDialTimeout
@@ -143,89 +148,66 @@ func (c *Client) Close() error {
 	c.idle = nil
 	c.mu.Unlock()
 	for _, cn := range idle {
-		cn.c.Close()
+		cn.close()
 	}
 	return nil
 }
 
 // Deliver implements queue.Deliverer: one LMTP transaction for all rcpts.
 func (c *Client) Deliver(ctx context.Context, env queue.Envelope, rcpts []queue.Recipient, body queue.Body) []queue.Result {
+	if !safeAddress(env.Sender) {
+		return deliver.All(len(rcpts), badAddress("sender"))
+	}
+	res := make([]queue.Result, len(rcpts))
+	var send []queue.Recipient
+	var idx []int // of send in rcpts
+	for i, r := range rcpts {
+		if !safeAddress(r.Address) {
+			res[i] = badAddress("recipient")
+			continue
+		}
+		send = append(send, r)
+		idx = append(idx, i)
+	}
+	if len(send) == 0 {
+		return res
+	}
+	for j, r := range c.deliver(ctx, env, send, body) {
+		res[idx[j]] = r
+	}
+	return res
+}
+
+// badAddress is the result for an address that cannot be written into a
+// command (safeAddress).
+func badAddress(which string) queue.Result {
+	return queue.Result{Code: 554, Enhanced: "5.1.3", Text: which + " address with CR, LF or '>' not sent to the mailbox"}
+}
+
+// deliver runs the transaction, on a new connection when a reused one
+// turns out to be closed.
+func (c *Client) deliver(ctx context.Context, env queue.Envelope, rcpts []queue.Recipient, body queue.Body) []queue.Result {
 	// A reused connection may have been closed by the server meanwhile;
-	// a transaction that fails before any answer on one is retried once
-	// on a new connection.
+	// a transaction that fails before any answer on one, or whose first
+	// answer is the server's 421 goodbye, is retried once on a new
+	// connection.
 	for attempt := 0; ; attempt++ {
 		cn, reused, err := c.get(ctx)
 		if err != nil {
 			c.log.Warn("mailbox unreachable", "id", env.ID, "err", err)
 			return deliver.All(len(rcpts), queue.Result{Code: 451, Enhanced: "4.4.1", Text: "mailbox service unreachable: " + err.Error()})
 		}
-		res, ok, fresh := c.transaction(ctx, cn, env, rcpts, body)
+		res, ok, stale := c.transaction(ctx, cn, env, rcpts, body)
 		if ok {
 			c.put(cn)
 		} else {
-			cn.c.Close()
+			cn.close()
 		}
-		if fresh && reused && attempt == 0 {
+		if stale && reused && attempt == 0 {
 			continue
 		}
 		return res
 	}
-}
-
-// transaction runs MAIL, RCPT, DATA on cn. ok says cn can be reused;
-// stale says it failed before the server answered anything, as on a
-// connection the server had closed.
-func (c *Client) transaction(ctx context.Context, cn *conn, env queue.Envelope, rcpts []queue.Recipient, body queue.Body) (res []queue.Result, ok, stale bool) {
-	stop := deliver.CloseOnDone(ctx, cn.nc)
-	defer stop()
-	if err := cn.c.Mail(env.Sender, &smtp.MailOptions{Size: body.Size()}); err != nil {
-		var se *smtp.SMTPError
-		return deliver.All(len(rcpts), deliver.FromError(err, cn.addr)), false, !errors.As(err, &se)
-	}
-	res, accepted, connOK := deliver.Rcpts(cn.c, rcpts, nil, cn.addr)
-	if !connOK {
-		return res, false, false
-	}
-	if len(accepted) == 0 {
-		// Every RCPT refused: end the transaction (RFC 5321 §4.1.1.5).
-		return res, cn.c.Reset() == nil, false
-	}
-	lost := func(err error) []queue.Result {
-		for _, i := range accepted {
-			res[i] = deliver.FromError(err, cn.addr)
-		}
-		return res
-	}
-	w, err := cn.c.Data()
-	if err != nil {
-		return lost(err), false, false
-	}
-	var r io.Reader = io.NewSectionReader(body, 0, body.Size())
-	if env.Junk {
-		r = io.MultiReader(strings.NewReader(JunkHeader), r)
-	}
-	if _, err := io.Copy(w, r); err != nil {
-		return lost(err), false, false
-	}
-	replies, err := w.CloseWithLMTPResponse()
-	var perRcpt smtp.LMTPDataError
-	errors.As(err, &perRcpt)
-	for _, i := range accepted {
-		addr := rcpts[i].Address
-		switch {
-		case replies[addr] != nil:
-			res[i] = queue.Result{Code: 250, Enhanced: "2.0.0", Text: withoutEnhanced(replies[addr].StatusText), RemoteMTA: cn.addr}
-		case perRcpt[addr] != nil:
-			res[i] = deliver.FromSMTP(perRcpt[addr], cn.addr)
-		default:
-			// The connection ended before this recipient's answer: it
-			// may or may not be stored. Trying again risks a
-			// duplicate, never a loss.
-			res[i] = queue.Result{Code: 451, Enhanced: "4.4.2", Text: fmt.Sprintf("connection lost before the answer: %v", err), RemoteMTA: cn.addr}
-		}
-	}
-	allAnswered := err == nil || len(perRcpt) > 0 && len(replies)+len(perRcpt) == len(accepted)
-	return res, allAnswered, false
 }
 
 // get returns an idle connection, or a new one to the next server in
@@ -263,7 +245,7 @@ func (c *Client) takeIdle(addr string) *conn {
 		cn := c.idle[i]
 		switch {
 		case time.Since(cn.usedAt) >= c.opts.IdleTimeout:
-			cn.c.Close()
+			cn.close()
 			c.idle = slices.Delete(c.idle, i, i+1)
 		case cn.addr == addr:
 			c.idle = slices.Delete(c.idle, i, i+1)
@@ -279,7 +261,7 @@ func (c *Client) put(cn *conn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.idle) >= c.opts.MaxIdle {
-		cn.c.Close()
+		cn.close()
 		return
 	}
 	c.idle = append(c.idle, cn)
@@ -325,34 +307,4 @@ func (c *Client) resolve(ctx context.Context) ([]string, error) {
 		}
 	}
 	return out, errors.Join(errs...)
-}
-
-// dial connects to addr and says LHLO.
-func (c *Client) dial(ctx context.Context, addr string) (*conn, error) {
-	d := net.Dialer{Timeout: c.opts.DialTimeout}
-	nc, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	stop := deliver.CloseOnDone(ctx, nc)
-	defer stop()
-	sc := smtp.NewClientLMTP(nc)
-	sc.CommandTimeout = c.opts.CommandTimeout
-	sc.SubmissionTimeout = c.opts.DataTimeout
-	if err := sc.Hello(c.opts.Hostname); err != nil {
-		sc.Close()
-		return nil, fmt.Errorf("%s: LHLO: %w", addr, err)
-	}
-	return &conn{c: sc, nc: nc, addr: addr}, nil
-}
-
-// withoutEnhanced drops the enhanced status code (RFC 3463) that go-smtp
-// leaves at the start of a reply's text, so that the logged reply does not
-// say it twice.
-func withoutEnhanced(text string) string {
-	code, rest, ok := strings.Cut(text, " ")
-	if !ok || strings.Count(code, ".") != 2 || strings.Trim(code, "0123456789.") != "" {
-		return text
-	}
-	return rest
 }
