@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 )
@@ -35,27 +36,77 @@ func (c *CRLFReader) Read(p []byte) (int, error) {
 		return 0, c.err
 	}
 	n, err := c.r.Read(p)
-	for i, b := range p[:n] {
-		switch {
-		case c.prevCR && b != '\n':
-			c.err = &Violation{Reason: BareCR, Detail: fmt.Sprintf("line %d", c.line)}
-		case !c.prevCR && b == '\n':
-			c.err = &Violation{Reason: BareLF, Detail: fmt.Sprintf("line %d", c.line)}
-		}
-		if c.err != nil {
-			// The bytes before the violation are good; the caller
-			// sees the error on this call, before using any of them
-			// as a complete message.
+	if !c.clean(p[:n]) {
+		if i := c.check(p[:n]); c.err != nil {
+			// The bytes before the violation are good; the caller sees
+			// the error on this call, before using any of them as a
+			// complete message.
 			return i, c.err
 		}
-		if b == '\n' {
-			c.line++
-		}
-		c.prevCR = b == '\r'
 	}
 	if err == io.EOF && c.prevCR {
 		c.err = &Violation{Reason: BareCR, Detail: "at the end of the message"}
 		return n, c.err
 	}
 	return n, err
+}
+
+// clean reports whether b, read after the bytes seen so far, holds CRLF
+// line ends only (a CR at its very end may pair with the next read), and
+// then takes b as seen. It looks at each LF and counts the CRs, both with
+// the vectorised bytes functions: the byte-by-byte check was a tenth of
+// the mta's CPU on 100 KiB messages. When it says no, check finds where.
+func (c *CRLFReader) clean(b []byte) bool {
+	if len(b) == 0 {
+		return true
+	}
+	pairs, lines := 0, 0 // CRLFs with their CR in b; LFs in b
+	for i := 0; ; i++ {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			break
+		}
+		i += j
+		switch {
+		case i > 0 && b[i-1] == '\r':
+			pairs++
+		case i == 0 && c.prevCR:
+			// its CR ended the previous read
+		default:
+			return false // a bare LF
+		}
+		lines++
+	}
+	endCR := b[len(b)-1] == '\r'
+	crs := bytes.Count(b, []byte{'\r'})
+	if endCR {
+		crs--
+	}
+	if crs != pairs || c.prevCR && b[0] != '\n' {
+		return false // a bare CR
+	}
+	c.line += lines
+	c.prevCR = endCR
+	return true
+}
+
+// check walks b byte by byte, finds the first violation and records it in
+// c.err with its line, returning the count of the good bytes before it.
+func (c *CRLFReader) check(b []byte) int {
+	for i, x := range b {
+		switch {
+		case c.prevCR && x != '\n':
+			c.err = &Violation{Reason: BareCR, Detail: fmt.Sprintf("line %d", c.line)}
+		case !c.prevCR && x == '\n':
+			c.err = &Violation{Reason: BareLF, Detail: fmt.Sprintf("line %d", c.line)}
+		}
+		if c.err != nil {
+			return i
+		}
+		if x == '\n' {
+			c.line++
+		}
+		c.prevCR = x == '\r'
+	}
+	return len(b)
 }
