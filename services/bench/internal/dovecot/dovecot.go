@@ -288,6 +288,7 @@ func NewWorkDir(parent, prefix string) (string, error) {
 	if err := os.Chmod(root, 0o755); err != nil {
 		return "", err
 	}
+	markTopDir(root)
 	if err := CheckTraversable(root); err != nil {
 		return "", fmt.Errorf("%w (choose the directory with TMPDIR)", err)
 	}

@@ -127,7 +127,7 @@ func (p Paths) Environment(ctx context.Context, dovecotBin string) []report.KV {
 		{Name: "postcove mailbox", Value: p.MailboxBin + " (version " + report.CommandOutput(ctx, p.MailboxBin, "version") + ")"},
 		{Name: "postcove auth", Value: p.AuthBin + " (version " + report.CommandOutput(ctx, p.AuthBin, "version") + ")"},
 		{Name: "bench", Value: runtime.Version()},
-		{Name: "work directory", Value: p.Root + " (filesystem " + report.FSType(p.Root) + ")"},
+		{Name: "work directory", Value: p.Root + " (filesystem " + report.FSType(p.Root) + workDirSpread(p.Root) + ")"},
 	}
 }
 
@@ -481,4 +481,13 @@ func (p Paths) StartMail(ctx context.Context, step func(string, func() error) er
 		return nil
 	})
 	return auth, mbox, err
+}
+
+// workDirSpread says, for the report, whether the servers' trees are kept
+// apart on disk (dovecot.NewWorkDir).
+func workDirSpread(root string) string {
+	if dovecot.TopDir(root) {
+		return "; chattr +T: each server's directories in block groups of their own, so that the files one side removes do not slow the other's file creations"
+	}
+	return ""
 }
