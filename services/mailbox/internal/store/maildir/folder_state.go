@@ -221,13 +221,12 @@ func (f *folder) load() error {
 		return fmt.Errorf("stat index: %w", err)
 	}
 	// Read what the stat saw (we hold the lock: nobody appends meanwhile).
-	data := make([]byte, fi.Size())
-	if _, err := io.ReadFull(lf, data); err != nil {
-		lf.Close()
-		return fmt.Errorf("read index: %w", err)
-	}
 	var st indexState
-	good, err := st.replayLog(data)
+	good, err := st.readLog(lf, fi.Size(), indexReadBuffer)
+	if err != nil && !errors.Is(err, errCorruptIndex) {
+		lf.Close()
+		return err
+	}
 	if err == nil && st.uidValidity == 0 {
 		err = fmt.Errorf("%w: no header", errCorruptIndex)
 	}
@@ -235,15 +234,18 @@ func (f *folder) load() error {
 		lf.Close()
 		return f.rebuild()
 	}
-	if good < len(data) {
-		if err := lf.Truncate(int64(good)); err != nil {
+	if good < fi.Size() {
+		if err := lf.Truncate(good); err != nil {
 			lf.Close()
 			return fmt.Errorf("truncate torn index: %w", err)
 		}
 	}
-	f.setLog(lf, ino(fi), int64(good), 0, st)
+	f.setLog(lf, ino(fi), good, 0, st)
 	return nil
 }
+
+// indexReadBuffer is the buffer load reads an index through.
+const indexReadBuffer = 256 << 10
 
 func (f *folder) setLog(lf *os.File, inode uint64, length, synced int64, st indexState) {
 	if f.log != nil {

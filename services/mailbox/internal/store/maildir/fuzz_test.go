@@ -1,7 +1,9 @@
 package maildir
 
 import (
+	"bytes"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -108,6 +110,7 @@ func FuzzIndex(f *testing.F) {
 	f.Add([]byte("00000000 H 1 1 1 1\n"))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
+		checkReadLog(t, data, maxRecordLen+1)
 		recs, good, err := parseLog(data)
 		if err != nil {
 			return
@@ -189,4 +192,34 @@ func FuzzNumbers(f *testing.F) {
 			t.Errorf("parseInt(%q) = %d, %v; strconv: %d, %v", s, got, n.err, want, err)
 		}
 	})
+}
+
+// checkReadLog checks that readLog, which streams the log through a
+// buffer, finds what parseLog and apply find in the whole of it: the same
+// messages, the same length of whole records, corruption alike.
+func checkReadLog(t *testing.T, data []byte, bufSize int) {
+	t.Helper()
+	var want indexState
+	recs, wantGood, wantErr := parseLog(data)
+	if wantErr == nil {
+		wantErr = want.apply(recs)
+	}
+	var got indexState
+	good, err := got.readLog(bytes.NewReader(data), int64(len(data)), bufSize)
+	switch {
+	case (err == nil) != (wantErr == nil):
+		t.Fatalf("readLog error %v, parseLog and apply: %v", err, wantErr)
+	case err != nil:
+		return
+	case good != int64(wantGood) || got.uidValidity != want.uidValidity || got.uidNext != want.uidNext || got.highestModSeq != want.highestModSeq:
+		t.Fatalf("readLog: good %d, header %d/%d/%d; parseLog: %d, %d/%d/%d", good, got.uidValidity, got.uidNext, got.highestModSeq, wantGood, want.uidValidity, want.uidNext, want.highestModSeq)
+	case len(got.msgs) != len(want.msgs):
+		t.Fatalf("readLog: %d messages, parseLog: %d", len(got.msgs), len(want.msgs))
+	}
+	for i := range got.msgs {
+		g, w := got.msgs[i], want.msgs[i]
+		if g.UID != w.UID || g.file != w.file || g.ModSeq != w.ModSeq || !slices.Equal(g.Flags, w.Flags) {
+			t.Fatalf("message %d: readLog %+v, parseLog %+v", i, g, w)
+		}
+	}
 }

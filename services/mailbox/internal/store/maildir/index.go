@@ -1,11 +1,13 @@
 package maildir
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"math"
 	"slices"
 	"strconv"
@@ -445,15 +447,76 @@ func scanLog(data []byte, use func([]record) error) (good int, err error) {
 	return off, nil
 }
 
-// replayLog applies a whole index log to st, which holds nothing yet, in
-// batches (scanLog), and returns the length of its whole records. st.msgs
-// is allocated once, for at most one message a line, instead of growing
-// step by step through the batches.
-func (st *indexState) replayLog(data []byte) (good int, err error) {
-	st.msgs = make([]rec, 0, bytes.Count(data, []byte{'\n'}))
-	good, err = scanLog(data, st.apply)
-	if err != nil {
-		return 0, err
+// readLog applies the index log in f, size bytes long, to st, which holds
+// nothing yet, and returns the length of its whole records, as parseLog
+// and apply would; bufSize (at least maxRecordLen+1) is its read buffer.
+// The log is read a buffer at a time, never whole: a 100,000-message
+// index is 12 MB of text, and holding it next to the state being made
+// from it would double the garbage collector's goal for that moment.
+// st.msgs is allocated once, for a message a line (a first pass counts
+// them), instead of growing step by step.
+func (st *indexState) readLog(f io.ReaderAt, size int64, bufSize int) (good int64, err error) {
+	bufSize = max(bufSize, maxRecordLen+1)
+	lines := 0
+	counted := bufio.NewReaderSize(io.NewSectionReader(f, 0, size), bufSize)
+	for {
+		b, err := counted.ReadSlice('\n')
+		if len(b) > 0 && b[len(b)-1] == '\n' {
+			lines++
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return 0, fmt.Errorf("read index: %w", err)
+		}
+	}
+	st.msgs = make([]rec, 0, lines)
+
+	batch := make([]record, 0, logBatch)
+	flush := func() error {
+		err := st.apply(batch)
+		batch = batch[:0]
+		return err
+	}
+	var d decoder
+	r := bufio.NewReaderSize(io.NewSectionReader(f, 0, size), bufSize)
+	for {
+		line, rerr := r.ReadSlice('\n')
+		if errors.Is(rerr, io.EOF) {
+			break // the rest, if any, has no newline yet: torn
+		}
+		if rerr != nil && !errors.Is(rerr, bufio.ErrBufferFull) {
+			return 0, fmt.Errorf("read index: %w", rerr)
+		}
+		rec, ok := record{}, false
+		if rerr == nil {
+			rec, ok = d.line(line[:len(line)-1])
+		}
+		if !ok {
+			// A bad record (or a line too long to be one) is a torn
+			// tail if only zeros and newlines follow it.
+			tail, err := restIsTail(r, rerr != nil)
+			if err != nil {
+				return 0, err
+			}
+			if !tail {
+				return 0, fmt.Errorf("%w: bad record at offset %d", errCorruptIndex, good)
+			}
+			break
+		}
+		batch = append(batch, rec)
+		good += int64(len(line))
+		if len(batch) == cap(batch) {
+			if err := flush(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if len(batch) > 0 {
+		if err := flush(); err != nil {
+			return 0, err
+		}
 	}
 	if unused := cap(st.msgs) - len(st.msgs); unused > len(st.msgs)/4 {
 		// A log with many flag changes since its last compaction: do not
@@ -461,6 +524,35 @@ func (st *indexState) replayLog(data []byte) (good int, err error) {
 		st.msgs = slices.Clone(st.msgs)
 	}
 	return good, nil
+}
+
+// restIsTail reads what r holds after the current line (of which the
+// rest is still to skip when inLine) and reports whether it is all isTail.
+func restIsTail(r *bufio.Reader, inLine bool) (bool, error) {
+	for inLine {
+		_, err := r.ReadSlice('\n')
+		switch {
+		case errors.Is(err, io.EOF):
+			return true, nil
+		case err == nil:
+			inLine = false
+		case !errors.Is(err, bufio.ErrBufferFull):
+			return false, fmt.Errorf("read index: %w", err)
+		}
+	}
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		if !isTail(buf[:n]) {
+			return false, nil
+		}
+		if errors.Is(err, io.EOF) {
+			return true, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("read index: %w", err)
+		}
+	}
 }
 
 // isTail reports whether rest can be what follows a torn last record:

@@ -1,6 +1,7 @@
 package maildir
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -428,5 +429,31 @@ func TestCurScanSkippedOnlyWhenUnchanged(t *testing.T) {
 	st, msgs, bodies := reopen(t, root)
 	if st.Messages != 4 || msgs[3].UID != res.UID || bodies[3] != storetest.Msg(4) {
 		t.Errorf("after the lost record: %d messages, last UID %d; want 4 and UID %d", st.Messages, msgs[len(msgs)-1].UID, res.UID)
+	}
+}
+
+// TestReadLogLarge: an index of several read buffers, whole, with a torn
+// last record, and with a bad record in the middle, reads as parseLog
+// and apply read it.
+func TestReadLogLarge(t *testing.T) {
+	log := appendRecord(nil, record{kind: 'H', uidValidity: 7, uidNext: 1})
+	for uid := store.UID(1); uid <= 5000; uid++ {
+		log = appendRecord(log, record{kind: 'A', uid: uid, modSeq: 1, size: 100, flags: []string{`\Seen`}, file: "cur/1700000000.M" + strconv.Itoa(int(uid)) + "P1.host,S=100:2,S"})
+		if uid%7 == 0 {
+			log = appendRecord(log, record{kind: 'F', uid: uid - 3, modSeq: 2, file: "cur/1700000000.M" + strconv.Itoa(int(uid-3)) + "P1.host,S=100:2,"})
+		}
+		if uid%11 == 0 {
+			log = appendRecord(log, record{kind: 'X', uid: uid - 5, modSeq: 3})
+		}
+	}
+	mid := bytes.IndexByte(log[len(log)/2:], '\n') + len(log)/2 + 1
+	bad := slices.Concat(log[:mid], []byte("00000000 A garbage\n"), log[mid:])
+	for name, data := range map[string][]byte{
+		"whole":             log,
+		"torn":              log[:len(log)-20],
+		"zeros after":       slices.Concat(log, make([]byte, 3000)),
+		"bad in the middle": bad,
+	} {
+		t.Run(name, func(t *testing.T) { checkReadLog(t, data, maxRecordLen+1) })
 	}
 }
