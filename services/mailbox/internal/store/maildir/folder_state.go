@@ -63,11 +63,16 @@ type folder struct {
 	// to 0: what keeping it idle costs (release); protected by s.mu.
 	idleMsgs int
 
-	mu     sync.Mutex
-	lock   lockFile
-	log    *os.File // the index log, opened for appending
-	logIno uint64
-	logLen int64 // bytes of the log applied to st
+	mu sync.Mutex
+	// dirFile is the folder's directory, open for opening message files
+	// relative to it (openIn); nil until a message is opened. Protected
+	// by mu; used outside it through SyscallConn, which keeps it open
+	// for the call.
+	dirFile *os.File
+	lock    lockFile
+	log     *os.File // the index log, opened for appending
+	logIno  uint64
+	logLen  int64 // bytes of the log applied to st
 	// syncedLen is how much of the log this process knows to be durable:
 	// what it fsynced itself. Records past it (a delivery's, or another
 	// process's) are fsynced before a session is shown them.

@@ -338,21 +338,21 @@ func (h *handle) Messages(ctx context.Context, uids []store.UID) ([]store.Messag
 // message's content never changes, only its file's name (flags) or its
 // existence (expunge), so only a missing file calls for catching up.
 func (h *handle) Open(ctx context.Context, uid store.UID) (store.Body, error) {
-	m, err := h.lookup(false, uid)
+	m, dir, err := h.lookup(false, uid)
 	if err != nil {
 		return nil, err
 	}
-	f, err := openRead(h.f.path(m.file))
+	f, err := h.f.openIn(dir, m.file)
 	if errors.Is(err, fs.ErrNotExist) {
 		// Renamed by a flag change or expunged in another process since
 		// this one synced, or renamed by a Maildir MUA.
-		if m, err = h.lookup(true, uid); err != nil {
+		if m, dir, err = h.lookup(true, uid); err != nil {
 			return nil, err
 		}
-		f, err = openRead(h.f.path(m.file))
+		f, err = h.f.openIn(dir, m.file)
 		if errors.Is(err, fs.ErrNotExist) {
 			if loc, found := h.f.locate(m); found {
-				f, err = openRead(h.f.path(loc))
+				f, err = h.f.openIn(dir, loc)
 			}
 		}
 	}
@@ -365,19 +365,38 @@ func (h *handle) Open(ctx context.Context, uid store.UID) (store.Body, error) {
 	return f, nil
 }
 
-// openRead opens a message file for reading, as os.Open does but without
-// offering the file to the runtime's network poller: os.Open tries that
-// for every file (two fcntl calls and an epoll_ctl that fails for a
-// regular file), which was a third of the cost of opening a message in
-// SEARCH TEXT. os.NewFile leaves a blocking descriptor alone.
-func openRead(path string) (*os.File, error) {
+// openIn opens file ("cur/<name>") of the folder for reading, relative to
+// dir, the folder's directory (nil: by its whole path). The kernel then
+// resolves two names instead of every component of the path down to the
+// user's Maildir: a FETCH of 100 bodies spent a fifth of its time in
+// openat. It is as os.Open without offering the file to the runtime's
+// network poller: os.Open tries that for every file (two fcntl calls and
+// an epoll_ctl that fails for a regular file), which was a third of the
+// cost of opening a message in SEARCH TEXT. os.NewFile leaves a blocking
+// descriptor alone.
+func (f *folder) openIn(dir *os.File, file string) (*os.File, error) {
+	path := f.path(file)
+	open := func(dirfd int, name string) (fd int, err error) {
+		for {
+			fd, err = unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != unix.EINTR {
+				return fd, err
+			}
+		}
+	}
 	var fd int
 	var err error
-	for {
-		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != unix.EINTR {
-			break
+	ctlErr := errors.New("no directory")
+	if dir != nil {
+		if rc, rcErr := dir.SyscallConn(); rcErr == nil {
+			// Control keeps dir open while it runs: a concurrent close
+			// (the store closing) makes it fail instead of leaving a
+			// descriptor number that another file may have taken.
+			ctlErr = rc.Control(func(dirfd uintptr) { fd, err = open(int(dirfd), file) })
 		}
+	}
+	if ctlErr != nil {
+		fd, err = open(unix.AT_FDCWD, path)
 	}
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
@@ -386,11 +405,12 @@ func openRead(path string) (*os.File, error) {
 }
 
 // lookup returns uid's record, from the state as it is or, with
-// refresh, brought up to date with the index first.
-func (h *handle) lookup(refresh bool, uid store.UID) (rec, error) {
+// refresh, brought up to date with the index first, and the folder's
+// directory, open, for openIn (nil if it cannot be opened).
+func (h *handle) lookup(refresh bool, uid store.UID) (rec, *os.File, error) {
 	if refresh {
 		if err := h.lock(false); err != nil {
-			return rec{}, err
+			return rec{}, nil, err
 		}
 	} else {
 		h.f.mu.Lock()
@@ -402,15 +422,18 @@ func (h *handle) lookup(refresh bool, uid store.UID) (rec, error) {
 		}
 		if err != nil {
 			h.f.mu.Unlock()
-			return rec{}, err
+			return rec{}, nil, err
 		}
 	}
 	defer h.f.mu.Unlock()
+	if h.f.dirFile == nil {
+		h.f.dirFile, _ = os.Open(h.f.dir) // nil on failure: openIn uses the path
+	}
 	i, ok := h.f.st.find(uid)
 	if !ok {
-		return rec{}, fmt.Errorf("%w: uid %d", store.ErrNoSuchMessage, uid)
+		return rec{}, nil, fmt.Errorf("%w: uid %d", store.ErrNoSuchMessage, uid)
 	}
-	return h.f.st.msgs[i], nil
+	return h.f.st.msgs[i], h.f.dirFile, nil
 }
 
 func (h *handle) SetFlags(ctx context.Context, uids []store.UID, op store.FlagOp, flags []string, unchangedSince uint64) (store.StoreResult, error) {

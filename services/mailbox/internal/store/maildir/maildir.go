@@ -177,6 +177,10 @@ func (f *folder) close() {
 		f.log = nil
 	}
 	f.lock.close()
+	if f.dirFile != nil {
+		f.dirFile.Close()
+		f.dirFile = nil
+	}
 	f.loaded = false
 }
 
