@@ -256,6 +256,13 @@ func (f *folder) setLog(lf *os.File, inode uint64, length, synced int64, st inde
 	if f.log != nil {
 		f.log.Close()
 	}
+	if f.dirFile != nil {
+		// The index was (re)read: the folder may be a new directory of
+		// the same name (deleted and created again while a session kept
+		// the old state). Open the directory again when next needed.
+		f.dirFile.Close()
+		f.dirFile = nil
+	}
 	wasLoaded := f.loaded
 	f.log, f.logIno, f.logLen, f.syncedLen, f.st, f.loaded = lf, inode, length, synced, st, true
 	if wasLoaded {

@@ -84,3 +84,45 @@ func TestIdleFoldersBounded(t *testing.T) {
 		t.Errorf("idle cached = %v, want the two most recent (.Drafts, .Trash)", got)
 	}
 }
+
+// TestOpenAfterRecreate: a folder deleted and created again while a
+// session keeps the old one selected; a new session reads the new
+// folder's messages, not through the old directory.
+func TestOpenAfterRecreate(t *testing.T) {
+	s, err := Open(Options{Root: testlib.TempDir(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	m, err := s.User(t.Context(), "alice@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Create(t.Context(), "Archive"); err != nil {
+		t.Fatal(err)
+	}
+	old := storetest.Append(t, m, "Archive", "Subject: old\r\n\r\nold\r\n")
+	kept, err := m.Select(t.Context(), "Archive")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kept.Close()
+	if got := storetest.Body(t, kept, old.UID); got != "Subject: old\r\n\r\nold\r\n" {
+		t.Fatalf("old body = %q", got)
+	}
+	if err := m.Delete(t.Context(), "Archive"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Create(t.Context(), "Archive"); err != nil {
+		t.Fatal(err)
+	}
+	fresh := storetest.Append(t, m, "Archive", "Subject: new\r\n\r\nnew\r\n")
+	mb, err := m.Select(t.Context(), "Archive")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mb.Close()
+	if got := storetest.Body(t, mb, fresh.UID); got != "Subject: new\r\n\r\nnew\r\n" {
+		t.Errorf("new folder's body = %q", got)
+	}
+}
