@@ -41,26 +41,28 @@ func freeNames(t *testing.T, dir string) []string {
 func TestRecycledFile(t *testing.T) {
 	dir := testlib.TempDir(t)
 	q := openQueue(t, testOptions(dir))
-	d := &recorder{}
-	runQueue(t, q, d)
 	long := strings.Repeat("a long first message line\r\n", 400)
 	first := enqueue(t, q, testEnvelope("b@example.org"), long)
-	ino := inode(t, filepath.Join(dir, first+msgExt))
+	ino := inode(t, filepath.Join(dir, first+msgExt)) // before Run delivers it
+	d := &recorder{}
+	runQueue(t, q, d)
 	waitFor(t, "the first message delivered", func() bool { return len(spoolFiles(t, dir)) == 0 })
 	if got := freeNames(t, dir); len(got) != 1 || got[0] != first {
 		t.Fatalf("free/ = %v, want [%s]", got, first)
 	}
 	second := enqueue(t, q, testEnvelope("c@example.org"), "Subject: short\r\n\r\nhi\r\n")
-	if got := inode(t, filepath.Join(dir, second+msgExt)); got != ino {
-		t.Errorf("second message in inode %d, want the recycled %d", got, ino)
-	}
-	if got := freeNames(t, dir); len(got) != 0 {
-		t.Errorf("free/ = %v after reuse, want empty", got)
-	}
-	waitFor(t, "the second message delivered", func() bool { return d.count() == 2 })
+	waitFor(t, "the second message delivered", func() bool { return d.count() == 2 && len(spoolFiles(t, dir)) == 0 })
 	calls := d.snapshot()
 	if c := calls[1]; c.env.ID != second || c.body != "Subject: short\r\n\r\nhi\r\n" || len(c.rcpts) != 1 || c.rcpts[0] != "c@example.org" {
 		t.Errorf("second delivery = %+v, want %s to c@example.org with its own body", c, second)
+	}
+	// The second message was written into the first one's file, and that
+	// file is back in free/ under the second's name.
+	if got := freeNames(t, dir); len(got) != 1 || got[0] != second {
+		t.Fatalf("free/ = %v after the second delivery, want [%s]", got, second)
+	}
+	if got := inode(t, filepath.Join(dir, freeDirName, second)); got != ino {
+		t.Errorf("second message in inode %d, want the recycled %d", got, ino)
 	}
 }
 
