@@ -438,6 +438,9 @@ for i in 1 2; do
 	printf '%s\n' "$password" | compose exec -T --index="$i" auth mailctl auth test "$user" --password-stdin
 done
 echo "ok: both auth replicas serve (same database)"
+# The mta looks lmtp.addrs up again every 5 s (deliver/lmtp resolveTTL):
+# give it that long to see the new mailbox replica.
+sleep 6
 round2=()
 if ((have_mta)); then
 	for i in $(seq 1 6); do
