@@ -41,15 +41,8 @@ func selectClose(t *testing.T, m store.Mailboxes, name string, want int) {
 // TestIdleMessagesBounded: an idle folder over MaxIdleMessages stays
 // cached for the grace period, is dropped after it, and reads back whole.
 func TestIdleMessagesBounded(t *testing.T) {
-	s, err := Open(Options{Root: testlib.TempDir(t), MaxIdleMessages: 5, idleGrace: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, m := openAliceWith(t, Options{Root: testlib.TempDir(t), MaxIdleMessages: 5, idleGrace: 50 * time.Millisecond})
 	defer s.Close()
-	m, err := s.User(t.Context(), "alice@example.org")
-	if err != nil {
-		t.Fatal(err)
-	}
 	for i := range 10 {
 		storetest.Append(t, m, store.Inbox, storetest.Msg(i))
 	}
@@ -68,15 +61,8 @@ func TestIdleMessagesBounded(t *testing.T) {
 // TestIdleFoldersBounded: past MaxIdleFolders the least recently used
 // idle folder goes at once, whatever its size.
 func TestIdleFoldersBounded(t *testing.T) {
-	s, err := Open(Options{Root: testlib.TempDir(t), MaxIdleFolders: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, m := openAliceWith(t, Options{Root: testlib.TempDir(t), MaxIdleFolders: 2})
 	defer s.Close()
-	m, err := s.User(t.Context(), "alice@example.org")
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, name := range []string{"Sent", "Drafts", "Trash"} {
 		selectClose(t, m, name, 0)
 	}
@@ -89,15 +75,8 @@ func TestIdleFoldersBounded(t *testing.T) {
 // session keeps the old one selected; a new session reads the new
 // folder's messages, not through the old directory.
 func TestOpenAfterRecreate(t *testing.T) {
-	s, err := Open(Options{Root: testlib.TempDir(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, m := openAliceWith(t, Options{Root: testlib.TempDir(t)})
 	defer s.Close()
-	m, err := s.User(t.Context(), "alice@example.org")
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := m.Create(t.Context(), "Archive"); err != nil {
 		t.Fatal(err)
 	}

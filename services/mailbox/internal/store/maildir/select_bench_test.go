@@ -54,7 +54,13 @@ func selectInbox(tb testing.TB, m store.Mailboxes, n int) {
 // closes the Store (some tests close it early, as a crash would).
 func openAlice(tb testing.TB, root string) (*Store, store.Mailboxes) {
 	tb.Helper()
-	s, err := Open(Options{Root: root})
+	return openAliceWith(tb, Options{Root: root})
+}
+
+// openAliceWith is openAlice with more options than the root.
+func openAliceWith(tb testing.TB, opts Options) (*Store, store.Mailboxes) {
+	tb.Helper()
+	s, err := Open(opts)
 	if err != nil {
 		tb.Fatal(err)
 	}
