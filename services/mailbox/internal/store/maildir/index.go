@@ -394,58 +394,29 @@ func decodeFile(s string) (string, error) {
 func parseLog(data []byte) (recs []record, good int, err error) {
 	// About 100 bytes a record: one allocation for the slice, mostly.
 	recs = make([]record, 0, len(data)/90+1)
-	good, err = scanLog(data, func(batch []record) error {
-		recs = append(recs, batch...)
-		return nil
-	})
-	if err != nil {
-		return nil, 0, err
-	}
-	return recs, good, nil
-}
-
-// logBatch is how many records scanLog hands over at a time.
-const logBatch = 1024
-
-// scanLog parses an index log as parseLog does, but hands the records to
-// use in batches (a slice reused between calls) instead of returning them
-// all: a 100,000-message index is then never held as 11 MB of records on
-// top of its text and the state made from it. An error from use stops the
-// scan and is returned.
-func scanLog(data []byte, use func([]record) error) (good int, err error) {
-	batch := make([]record, 0, min(logBatch, len(data)/90+1))
 	var d decoder
-	off := 0
-	for off < len(data) {
+	for off := 0; off < len(data); {
 		nl := bytes.IndexByte(data[off:], '\n')
 		if nl < 0 {
-			break // torn: no newline yet
+			return recs, off, nil // torn: no newline yet
 		}
 		line := data[off : off+nl]
 		next := off + nl + 1
 		r, ok := d.line(line)
 		if !ok {
 			if isTail(data[next:]) {
-				break
+				return recs, off, nil
 			}
-			return 0, fmt.Errorf("%w: bad record at offset %d", errCorruptIndex, off)
+			return nil, 0, fmt.Errorf("%w: bad record at offset %d", errCorruptIndex, off)
 		}
-		batch = append(batch, r)
+		recs = append(recs, r)
 		off = next
-		if len(batch) == cap(batch) {
-			if err := use(batch); err != nil {
-				return 0, err
-			}
-			batch = batch[:0]
-		}
 	}
-	if len(batch) > 0 {
-		if err := use(batch); err != nil {
-			return 0, err
-		}
-	}
-	return off, nil
+	return recs, len(data), nil
 }
+
+// logBatch is how many records readLog applies at a time.
+const logBatch = 1024
 
 // readLog applies the index log in f, size bytes long, to st, which holds
 // nothing yet, and returns the length of its whole records, as parseLog
