@@ -21,25 +21,31 @@ const fsTopDirFlag = 0x00020000
 // would slow the file creations of the side measured after it. Not ext4,
 // or not allowed: nothing changes and TopDir reports false.
 func markTopDir(dir string) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
-	if err != nil {
-		return
-	}
-	_ = unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, int(flags|fsTopDirFlag))
+	_ = withFlags(dir, func(fd int, flags uint32) error {
+		return unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, int(flags|fsTopDirFlag))
+	})
 }
 
 // TopDir reports whether dir carries the top-of-hierarchies flag.
 func TopDir(dir string) bool {
-	f, err := os.Open(dir)
+	return withFlags(dir, func(_ int, flags uint32) error {
+		if flags&fsTopDirFlag == 0 {
+			return os.ErrNotExist
+		}
+		return nil
+	}) == nil
+}
+
+// withFlags calls f with dir open and its inode flags (FS_IOC_GETFLAGS).
+func withFlags(dir string, f func(fd int, flags uint32) error) error {
+	d, err := os.Open(dir)
 	if err != nil {
-		return false
+		return err
 	}
-	defer f.Close()
-	flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
-	return err == nil && flags&fsTopDirFlag != 0
+	defer d.Close()
+	flags, err := unix.IoctlGetUint32(int(d.Fd()), unix.FS_IOC_GETFLAGS)
+	if err != nil {
+		return err
+	}
+	return f(int(d.Fd()), flags)
 }
