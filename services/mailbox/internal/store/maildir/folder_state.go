@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"io/fs"
 	"os"
@@ -343,27 +344,45 @@ type diskFile struct {
 
 // scan lists the message files of sub ("cur" or "new").
 func (f *folder) scan(sub string) ([]diskFile, error) {
+	var out []diskFile
+	err := f.scanBatches(sub, -1, func(batch []diskFile) { out = batch })
+	return out, err
+}
+
+// scanBatch is how many names reconcile reads from cur/ at a time.
+const scanBatch = 4096
+
+// scanBatches calls fn with the message files of sub ("cur" or "new"), n
+// directory entries at a time (all at once if n <= 0), so that going over
+// a cur/ of 100,000 files can hold a few thousand names, not all of them.
+func (f *folder) scanBatches(sub string, n int, fn func([]diskFile)) error {
 	d, err := os.Open(f.path(sub))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer d.Close()
-	names, err := d.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", sub, err)
-	}
-	out := make([]diskFile, 0, len(names))
-	for _, n := range names {
-		// fn is parsed from file, so that its fields share file's bytes
-		// and n's can be freed: a scan of 100,000 names holds each once.
-		file := sub + "/" + n
-		fn, err := parseFileName(file[len(sub)+1:])
-		if err != nil {
-			continue // dot files and the like are not messages (Maildir spec)
+	for {
+		names, err := d.Readdirnames(n)
+		batch := make([]diskFile, 0, len(names))
+		for _, entry := range names {
+			// The name is parsed from file, so that its fields share file's
+			// bytes and entry's can be freed: a kept diskFile holds its name
+			// once.
+			file := sub + "/" + entry
+			name, err := parseFileName(file[len(sub)+1:])
+			if err != nil {
+				continue // dot files and the like are not messages (Maildir spec)
+			}
+			batch = append(batch, diskFile{file: file, fn: name})
 		}
-		out = append(out, diskFile{file: file, fn: fn})
+		fn(batch)
+		if errors.Is(err, io.EOF) || err == nil && n <= 0 {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", sub, err)
+		}
 	}
-	return out, nil
 }
 
 // fileInfo returns the size and mtime of a message file, using ",S=" for
@@ -639,35 +658,25 @@ func (f *folder) reconcile(withCur bool) error {
 	if err != nil {
 		return err
 	}
-	if withCur {
-		cur, err := f.scan("cur")
-		if err != nil {
-			return err
-		}
-		files = append(files, cur...)
-	}
 	if len(files) == 0 && !withCur {
 		// The usual case when only new/ is looked at: nothing to match,
-		// so no map of every message's name (7 MB for 100,000).
+		// so no index of every message's name.
 		return nil
 	}
-	byBase := make(map[string]int, len(f.st.msgs))
-	for i, m := range f.st.msgs {
-		byBase[baseOf(m.file)] = i
-	}
+	known := newBaseIndex(f.st.msgs)
 	var recs []record
 	var fresh []diskFile
 	seen := make([]bool, len(f.st.msgs))
-	for _, df := range files {
-		i, ok := byBase[df.fn.base]
+	match := func(df diskFile) {
+		i, ok := known.find(df.fn.base)
 		if !ok {
 			fresh = append(fresh, df)
-			continue
+			return
 		}
 		seen[i] = true
 		m := f.st.msgs[i]
 		if m.file == df.file {
-			continue
+			return
 		}
 		// Renamed by another program (a Maildir MUA changing flags) or our
 		// rename survived a crash that lost its record: the name wins for
@@ -675,7 +684,20 @@ func (f *folder) reconcile(withCur bool) error {
 		flags := mergeLetterFlags(m.Flags, df.fn.letters, f.kw)
 		recs = append(recs, record{kind: 'F', uid: m.UID, flags: flags, file: df.file})
 	}
+	for _, df := range files {
+		match(df)
+	}
 	if withCur {
+		// cur/ is matched as it is read: only the files that differ from
+		// the index are kept.
+		err := f.scanBatches("cur", scanBatch, func(batch []diskFile) {
+			for _, df := range batch {
+				match(df)
+			}
+		})
+		if err != nil {
+			return err
+		}
 		for i, m := range f.st.msgs {
 			if !seen[i] {
 				recs = append(recs, record{kind: 'X', uid: m.UID})
@@ -776,6 +798,48 @@ func mergeLetterFlags(cur []string, letters string, kw map[byte]string) []string
 	}
 	slices.Sort(out)
 	return out
+}
+
+// baseIndex finds the message of a state by the base of its file name. It
+// is a sorted array of hashes rather than a map: 16 bytes a message
+// instead of about 70 (7 MB for 100,000), for the one pass of a rescan.
+type baseIndex struct {
+	seed   maphash.Seed
+	hashes []baseHash // by h, then i
+	msgs   []rec
+}
+
+type baseHash struct {
+	h uint64
+	i int
+}
+
+func newBaseIndex(msgs []rec) baseIndex {
+	x := baseIndex{seed: maphash.MakeSeed(), hashes: make([]baseHash, len(msgs)), msgs: msgs}
+	for i, m := range msgs {
+		x.hashes[i] = baseHash{h: maphash.String(x.seed, baseOf(m.file)), i: i}
+	}
+	slices.SortFunc(x.hashes, func(a, b baseHash) int {
+		if c := cmp.Compare(a.h, b.h); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.i, b.i)
+	})
+	return x
+}
+
+// find returns the index in msgs of the message whose file has base, the
+// last one if a broken index holds several.
+func (x baseIndex) find(base string) (int, bool) {
+	h := maphash.String(x.seed, base)
+	j, _ := slices.BinarySearchFunc(x.hashes, h, func(e baseHash, h uint64) int { return cmp.Compare(e.h, h) })
+	found := -1
+	for ; j < len(x.hashes) && x.hashes[j].h == h; j++ {
+		if i := x.hashes[j].i; baseOf(x.msgs[i].file) == base {
+			found = i
+		}
+	}
+	return found, found >= 0
 }
 
 func baseOf(file string) string {

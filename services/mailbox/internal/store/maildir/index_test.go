@@ -3,6 +3,7 @@ package maildir
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -455,5 +456,28 @@ func TestReadLogLarge(t *testing.T) {
 		"bad in the middle": bad,
 	} {
 		t.Run(name, func(t *testing.T) { checkReadLog(t, data, maxRecordLen+1) })
+	}
+}
+
+func TestBaseIndex(t *testing.T) {
+	var msgs []rec
+	for i := range 1000 {
+		msgs = append(msgs, rec{file: fmt.Sprintf("cur/%d.M%dP1.host,S=10:2,S", 1700000000+i, i)})
+	}
+	msgs = append(msgs, rec{file: "new/1700000007.M7P1.host,S=10"}) // the same base again
+	x := newBaseIndex(msgs)
+	for i := range 1000 {
+		want := i
+		if i == 7 {
+			want = 1000 // the last of the two
+		}
+		if got, ok := x.find(baseOf(msgs[i].file)); !ok || got != want {
+			t.Fatalf("find(%q) = %d, %v; want %d", baseOf(msgs[i].file), got, ok, want)
+		}
+	}
+	for _, base := range []string{"", "1700000000.M0P1", "1700000000.M0P1.host,S=10:2,S", "x"} {
+		if got, ok := x.find(base); ok {
+			t.Errorf("find(%q) = %d, want none", base, got)
+		}
 	}
 }
