@@ -35,3 +35,6 @@ require (
 replace github.com/postcove/postcove/proto => ../../proto
 
 replace github.com/postcove/postcove/services/internal => ../internal
+
+// emersion/go-smtp v0.25.1 with two fixes: see third_party/go-smtp/POSTCOVE.md.
+replace github.com/emersion/go-smtp => ../../third_party/go-smtp

@@ -35,3 +35,6 @@ require (
 	golang.org/x/text v0.44.0 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect
 )
+
+// emersion/go-smtp v0.25.1 with two fixes: see third_party/go-smtp/POSTCOVE.md.
+replace github.com/emersion/go-smtp => ../../third_party/go-smtp

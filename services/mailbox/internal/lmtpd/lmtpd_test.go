@@ -278,6 +278,33 @@ func TestBDAT(t *testing.T) {
 	}
 }
 
+// TestBDATCutShort: a connection that ends inside the chunk of BDAT LAST
+// delivers nothing. go-smtp v0.25.1 passed such a chunk on as complete and
+// so stored the truncated message (fixed in third_party/go-smtp).
+func TestBDATCutShort(t *testing.T) {
+	e := startEnv(t, nil, nil)
+	c := dial(t, e.addr)
+	c.LHLO()
+	c.Send("MAIL FROM:<s@remote.example>", "RCPT TO:<alice@example.org>", "BDAT 100 LAST")
+	c.Expect(250, "")
+	c.Expect(250, "")
+	c.Write("Subject: cut\r\n\r\nonly forty of the hundred bytes\r\n")
+	c.Conn.Close()
+
+	// A whole message afterwards, then time for the cut one to show up
+	// if it were going to.
+	c = dial(t, e.addr)
+	c.LHLO()
+	if _, data := c.Transaction("s@remote.example", []string{"alice@example.org"}, lmtptest.Message("whole")); lmtptest.Codes(data)[0] != 250 {
+		t.Fatalf("DATA replies = %v, want 250", data)
+	}
+	time.Sleep(200 * time.Millisecond)
+	got := stored(t, e.store, "alice@example.org", store.Inbox)
+	if len(got) != 1 || strings.Contains(got[0], "cut") {
+		t.Errorf("stored %q, want only the whole message", got)
+	}
+}
+
 // TestOversize: a message over MaxMessageBytes gets 552 5.3.4, declared
 // (MAIL SIZE=) or not; nothing is stored and the session goes on.
 func TestOversize(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/postcove/postcove/services/mta/internal/queue"
 )
@@ -58,6 +59,38 @@ func TestInbound(t *testing.T) {
 	// Inbound mail is not completed: that is the submission server's job.
 	if strings.Contains(m.body, "Message-ID:") || strings.Contains(m.body, "Date:") {
 		t.Errorf("inbound message got fields added:\n%s", m.body)
+	}
+}
+
+// TestDataTransparency: DATA arriving in pieces that split lines, CRLFs
+// and leading dots anywhere is dot-unstuffed exactly (RFC 5321 section
+// 4.5.2) and ends only at CRLF.CRLF: the reader copies runs of a line at
+// once (third_party/go-smtp), so every place a read can stop is tried.
+func TestDataTransparency(t *testing.T) {
+	a := startAuth(t)
+	e := startServer(t, a, Inbound, nil)
+	text := "From: sender@remote.example\r\nSubject: dots\r\n\r\n" +
+		".\r\n" + "..\r\n" + ".. two\r\n" + "a.\r\n" + "\r\n" +
+		strings.Repeat("x", 990) + "\r\n" + "end. .\r\n"
+	stuffed := strings.ReplaceAll("\r\n"+text, "\r\n.", "\r\n..")[2:]
+	for _, step := range []int{1, 2, 3, 7, 64, 997} {
+		c := dial(t, e)
+		c.cmd("EHLO client.test", "250-")
+		c.cmd("MAIL FROM:<sender@remote.example>", "250 ")
+		c.cmd("RCPT TO:<alice@example.org>", "250 ")
+		c.cmd("DATA", "354 ")
+		data := stuffed + ".\r\n"
+		for i := 0; i < len(data); i += step {
+			c.send(data[i:min(i+step, len(data))])
+			if step < 8 && i < 200 {
+				time.Sleep(time.Millisecond) // separate segments, separate reads
+			}
+		}
+		c.expect("250 ")
+		m := e.spool.all()
+		if got := m[len(m)-1].body; !strings.HasSuffix(got, "\r\n"+text) {
+			t.Errorf("pieces of %d bytes: queued body ends\n%q\nwant it to end with\n%q", step, got[max(0, len(got)-len(text)-20):], text)
+		}
 	}
 }
 
