@@ -83,7 +83,7 @@ fuzz: ## run every fuzz target for $(FUZZTIME)
 # scripts/dovecot-bench.sh, postfix by scripts/postfix-bench.sh), and extra
 # flags for services/bench, given to each of its timed commands (e.g.
 # BENCH_FLAGS='--duration 10s --keep'); bench smtp counts messages instead,
-# its flags are BENCH_SMTP_FLAGS (e.g. '--messages 1000,400 --keep'). It
+# its flags are BENCH_SMTP_FLAGS (e.g. '--messages 500,200 --keep'). It
 # runs postfix's master, so it needs root. One command alone, e.g. IMAP on
 # smaller mailboxes:
 #   go run ./services/bench/cmd/bench imap --auth-bin bin/auth --mailbox-bin bin/mailbox --messages 2000 --select-messages 20000

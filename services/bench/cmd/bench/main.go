@@ -13,7 +13,7 @@
 //	           [--duration 5s] [--warmup 1s] [--json FILE] [--keep]
 //	bench smtp --auth-bin bin/auth --mailbox-bin bin/mailbox --mta-bin bin/mta
 //	           [--dovecot /usr/sbin/dovecot] [--postfix /usr/sbin/postfix]
-//	           [--users 100] [--sizes 4096,102400] [--messages 500,200] [--conc 1,8,32]
+//	           [--users 100] [--sizes 4096,102400] [--messages 2000,1000] [--conc 1,8,32]
 //	           [--warmup-messages 50] [--drain-timeout 2m] [--json FILE] [--keep]
 //
 // Every command takes --scripts-dir (default "scripts", for running from
@@ -234,7 +234,7 @@ func runSMTP(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c.fs.StringVar(&opts.PostfixBin, "postfix", postfix.DefaultBin, "the postfix command (configured by scripts/postfix-bench.sh; must run as root)")
 	c.fs.IntVar(&opts.Users, "users", smtpbench.DefaultUsers, "number of users (recipients)")
 	c.fs.Var(&sizes, "sizes", "comma-separated message sizes in bytes (default 4096,102400)")
-	c.fs.Var(&messages, "messages", "messages per row: one count per size, or one for all (default 500,200)")
+	c.fs.Var(&messages, "messages", "messages per row: one count per size, or one for all (default 2000,1000)")
 	c.fs.IntVar(&opts.WarmupMessages, "warmup-messages", smtpbench.DefaultWarmupMessages, "messages sent and delivered before each row and side is measured; 0: none")
 	c.fs.DurationVar(&opts.DrainTimeout, "drain-timeout", smtpbench.DefaultDrainTimeout, "longest wait for a row's messages to reach the Maildirs")
 	if code, ok := c.parse(args, stderr); !ok {
