@@ -149,8 +149,9 @@ func TestRunTiny(t *testing.T) {
 			t.Errorf("%s: calls postcove %d, dovecot %d, want both > 0", r.Op, r.Ours.Calls, r.Theirs.Calls)
 		}
 	}
-	if len(res.Report.Memory) != 2 || res.Report.Memory[0].Peak.LiveHWMKiB == 0 {
-		t.Errorf("memory = %+v, want both servers' peaks", res.Report.Memory)
+	// postcove's two processes, auth alone, dovecot's tree.
+	if m := res.Report.Memory; len(m) != 3 || m[0].Config != postcoveConfig || m[0].Peak.LiveHWMKiB == 0 || m[1].Peak.LiveHWMKiB == 0 || m[2].Peak.LiveHWMKiB == 0 {
+		t.Errorf("memory = %+v, want postcove's peak, auth's alone and dovecot's", m)
 	}
 	var md strings.Builder
 	if err := res.Report.Markdown(&md); err != nil {
