@@ -103,6 +103,12 @@ type LMTP struct {
 	SpoolMemory int64 `toml:"spool_memory"`
 	// MaxConnections bounds the LMTP connections served at once.
 	MaxConnections int `toml:"max_connections"`
+	// RecipientCache is how long an answer of auth about a recipient is
+	// reused (authclient.RecipientCache): a burst of deliveries to the same
+	// users asks auth once. It adds to auth's own resolve.cache_ttl in how
+	// long a new or removed user or alias takes to be seen; 0 asks auth
+	// for every recipient.
+	RecipientCache time.Duration `toml:"recipient_cache"`
 }
 
 // Limits bound what one client may make the service do.
@@ -142,7 +148,7 @@ func DefaultConfig() Config {
 		POP3:     POP3{IdleTimeout: pop3d.DefaultIdleTimeout, MaxSessions: pop3d.DefaultMaxSessions},
 		Auth:     servicecmd.DefaultAuthConfig(),
 		Store:    Store{Root: "data/mail"},
-		LMTP:     LMTP{SpoolMemory: lmtpd.DefaultSpoolMemory, MaxConnections: lmtpd.DefaultMaxConnections},
+		LMTP:     LMTP{SpoolMemory: lmtpd.DefaultSpoolMemory, MaxConnections: lmtpd.DefaultMaxConnections, RecipientCache: time.Second},
 		Limits: Limits{
 			MaxMessageSize: lmtpd.DefaultMaxMessageBytes,
 			MaxRecipients:  lmtpd.DefaultMaxRecipients,
@@ -200,6 +206,9 @@ func (c *Config) Validate() error {
 	}
 	if c.LMTP.SpoolMemory < 0 {
 		errs.Add("lmtp.spool_memory", "must not be negative, got %d", c.LMTP.SpoolMemory)
+	}
+	if c.LMTP.RecipientCache < 0 {
+		errs.Add("lmtp.recipient_cache", "must not be negative (0 turns the cache off), got %s", c.LMTP.RecipientCache)
 	}
 	if c.LMTP.MaxConnections < 1 {
 		errs.Add("lmtp.max_connections", "must be at least 1, got %d", c.LMTP.MaxConnections)

@@ -38,6 +38,7 @@ func TestValidate(t *testing.T) {
 		{"auth health interval", func(c *Config) { c.Auth.HealthInterval = 0 }, []string{"auth.health_interval"}},
 		{"store root", func(c *Config) { c.Store.Root = "" }, []string{"store.root"}},
 		{"spool memory", func(c *Config) { c.LMTP.SpoolMemory = -1 }, []string{"lmtp.spool_memory"}},
+		{"recipient cache", func(c *Config) { c.LMTP.RecipientCache = -time.Second }, []string{"lmtp.recipient_cache"}},
 		{"max connections", func(c *Config) { c.LMTP.MaxConnections = 0 }, []string{"lmtp.max_connections"}},
 		{"message size", func(c *Config) { c.Limits.MaxMessageSize = 10 }, []string{"limits.max_message_size"}},
 		{"recipients", func(c *Config) { c.Limits.MaxRecipients = 0 }, []string{"limits.max_recipients"}},

@@ -93,9 +93,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	reg := metrics.NewRegistry()
 	g, hs := grpcx.NewServer(grpcx.ServerOptions{TLS: grpcTLS, Logger: log, Registry: reg})
 
+	var resolver lmtpd.Resolver = auth
+	if cfg.LMTP.RecipientCache > 0 {
+		resolver = authclient.NewRecipientCache(auth, cfg.LMTP.RecipientCache, 0)
+	}
 	lmtpSrv, err := lmtpd.New(lmtpd.Options{
 		Store:           st,
-		Resolver:        auth,
+		Resolver:        resolver,
 		Logger:          log.With("protocol", "lmtp"),
 		Registry:        reg,
 		Hostname:        cfg.LMTP.Hostname,

@@ -167,7 +167,8 @@ func TestRun(t *testing.T) {
 		}
 		return nil
 	})
-	if rcpt, _ := deliver(t, cfg.Listen.LMTP, "alice@example.org", "down again"); rcpt.Code != 451 {
+	// A recipient not in lmtp.recipient_cache: auth must be asked.
+	if rcpt, _ := deliver(t, cfg.Listen.LMTP, "bob@example.org", "down again"); rcpt.Code != 451 {
 		t.Errorf("RCPT with auth stopped again = %v, want 451", rcpt)
 	}
 
