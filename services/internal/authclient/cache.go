@@ -2,8 +2,9 @@ package authclient
 
 import (
 	"context"
-	"sync"
 	"time"
+
+	"github.com/postcove/postcove/services/internal/ttlcache"
 )
 
 // RecipientResolver is what RecipientCache wraps; *Client is one.
@@ -22,18 +23,9 @@ type RecipientResolver interface {
 // The answers it returns share their slices with the cache: callers must
 // not modify them.
 type RecipientCache struct {
-	next RecipientResolver
-	ttl  time.Duration
-	size int
-	now  func() time.Time
-
-	mu      sync.Mutex // protects answers
-	answers map[string]cachedRecipient
-}
-
-type cachedRecipient struct {
-	r       Recipient
-	expires time.Time
+	next    RecipientResolver
+	now     func() time.Time
+	answers *ttlcache.Cache[string, Recipient]
 }
 
 // NewRecipientCache returns a cache in front of next that keeps an answer
@@ -42,7 +34,7 @@ func NewRecipientCache(next RecipientResolver, ttl time.Duration, size int) *Rec
 	if size <= 0 {
 		size = 10_000
 	}
-	return &RecipientCache{next: next, ttl: ttl, size: size, now: time.Now, answers: map[string]cachedRecipient{}}
+	return &RecipientCache{next: next, now: time.Now, answers: ttlcache.New[string, Recipient](ttl, size)}
 }
 
 // ResolveRecipient answers from the cache when it can, and asks next
@@ -50,34 +42,13 @@ func NewRecipientCache(next RecipientResolver, ttl time.Duration, size int) *Rec
 // form, so variants in case are rare and only cost a lookup each.
 func (c *RecipientCache) ResolveRecipient(ctx context.Context, address string) (Recipient, error) {
 	now := c.now()
-	c.mu.Lock()
-	a, ok := c.answers[address]
-	c.mu.Unlock()
-	if ok && now.Before(a.expires) {
-		return a.r, nil
+	if r, ok := c.answers.Get(address, now); ok {
+		return r, nil
 	}
 	r, err := c.next.ResolveRecipient(ctx, address)
 	if err != nil {
 		return r, err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.answers) >= c.size {
-		c.evict(now)
-	}
-	c.answers[address] = cachedRecipient{r: r, expires: now.Add(c.ttl)}
+	c.answers.Put(address, r, now)
 	return r, nil
-}
-
-// evict drops the expired answers and, if that leaves the cache full, all
-// of them: a cache of a second's answers refills in a second (mu held).
-func (c *RecipientCache) evict(now time.Time) {
-	for k, a := range c.answers {
-		if !now.Before(a.expires) {
-			delete(c.answers, k)
-		}
-	}
-	if len(c.answers) >= c.size {
-		clear(c.answers)
-	}
 }

@@ -65,7 +65,7 @@ func TestRecipientCache(t *testing.T) {
 	// Never more than size answers.
 	for i := range 10 {
 		resolve(fmt.Sprintf("user%d@example.org", i))
-		if n := len(c.answers); n > 3 {
+		if n := c.answers.Len(); n > 3 {
 			t.Fatalf("%d answers cached, size is 3", n)
 		}
 	}

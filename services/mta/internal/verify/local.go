@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
+
 	"time"
 
 	"github.com/postcove/postcove/services/internal/authclient"
+	"github.com/postcove/postcove/services/internal/ttlcache"
 )
 
 // Domains is what the verifier asks the auth service (authclient.Client):
@@ -31,26 +32,20 @@ const (
 
 // localDomains tells our domains from others, through Domains, cached.
 type localDomains struct {
-	auth Domains
-
-	mu      sync.Mutex // protects answers
-	answers map[string]localAnswer
+	auth    Domains
+	answers *ttlcache.Cache[string, bool] // domain: ours?
 }
 
-type localAnswer struct {
-	local   bool
-	expires time.Time
+func newLocalDomains(auth Domains) *localDomains {
+	return &localDomains{auth: auth, answers: ttlcache.New[string, bool](localTTL, maxLocalCache)}
 }
 
 // isLocal reports whether domain (normalized) is one of ours. The error
 // means auth could not say: the caller fails temporarily.
 func (l *localDomains) isLocal(ctx context.Context, domain string) (bool, error) {
 	now := time.Now()
-	l.mu.Lock()
-	a, ok := l.answers[domain]
-	l.mu.Unlock()
-	if ok && now.Before(a.expires) {
-		return a.local, nil
+	if local, ok := l.answers.Get(domain, now); ok {
+		return local, nil
 	}
 	r, err := l.auth.ResolveRecipient(ctx, "postmaster@"+domain)
 	var local bool
@@ -63,11 +58,6 @@ func (l *localDomains) isLocal(ctx context.Context, domain string) (bool, error)
 		// Deliver, UnknownUser and AliasLoop all say the domain is ours.
 		local = r.Kind != authclient.NotLocalDomain
 	}
-	l.mu.Lock()
-	if len(l.answers) >= maxLocalCache {
-		clear(l.answers)
-	}
-	l.answers[domain] = localAnswer{local: local, expires: now.Add(localTTL)}
-	l.mu.Unlock()
+	l.answers.Put(domain, local, now)
 	return local, nil
 }

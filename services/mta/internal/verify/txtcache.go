@@ -3,10 +3,10 @@ package verify
 import (
 	"errors"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/postcove/postcove/services/internal/dnsclient"
+	"github.com/postcove/postcove/services/internal/ttlcache"
 )
 
 // TXT answers are remembered for txtCacheTTL: SPF, DMARC and DKIM ask for
@@ -26,28 +26,23 @@ const (
 // "no such record" (RFC 2308 negative caching). A temporary failure is
 // never kept: the next message asks again.
 type txtCache struct {
-	now func() time.Time
-
-	mu sync.Mutex
-	m  map[string]txtEntry
+	now     func() time.Time
+	answers *ttlcache.Cache[string, txtEntry]
 }
 
 type txtEntry struct {
-	txts    []string
-	err     error // nil, or one wrapping dnsclient.ErrNotFound
-	expires time.Time
+	txts []string
+	err  error // nil, or one wrapping dnsclient.ErrNotFound
 }
 
 func newTXTCache(now func() time.Time) *txtCache {
-	return &txtCache{now: now, m: map[string]txtEntry{}}
+	return &txtCache{now: now, answers: ttlcache.New[string, txtEntry](txtCacheTTL, txtCacheMax)}
 }
 
 // get returns the answer kept for name, if any and still fresh.
 func (c *txtCache) get(name string) (txtEntry, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.m[name]
-	if !ok || !c.now().Before(e.expires) {
+	e, ok := c.answers.Get(name, c.now())
+	if !ok {
 		return txtEntry{}, false
 	}
 	// The caller may keep or change the slice; the cache's stays intact.
@@ -60,18 +55,5 @@ func (c *txtCache) put(name string, txts []string, err error) {
 	if err != nil && !errors.Is(err, dnsclient.ErrNotFound) {
 		return
 	}
-	now := c.now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m) >= txtCacheMax {
-		for k, e := range c.m {
-			if !now.Before(e.expires) {
-				delete(c.m, k)
-			}
-		}
-		if len(c.m) >= txtCacheMax {
-			clear(c.m)
-		}
-	}
-	c.m[name] = txtEntry{txts: slices.Clone(txts), err: err, expires: now.Add(txtCacheTTL)}
+	c.answers.Put(name, txtEntry{txts: slices.Clone(txts), err: err}, c.now())
 }

@@ -100,7 +100,7 @@ func New(opts Options) (*Verifier, error) {
 	return &Verifier{
 		hostname:   opts.Hostname,
 		dns:        netResolver{r: opts.Resolver, txt: newTXTCache(time.Now)},
-		local:      &localDomains{auth: opts.Domains, answers: map[string]localAnswer{}},
+		local:      newLocalDomains(opts.Domains),
 		timeout:    opts.Timeout,
 		spfTimeout: min(spfTimeout, opts.Timeout),
 		log:        opts.Logger,
