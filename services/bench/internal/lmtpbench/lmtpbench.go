@@ -16,6 +16,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/postcove/postcove/services/bench/internal/dovecot"
@@ -104,7 +105,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	b.Progress = report.Progress{Report: b.res.Report, Log: opts.Log}
 	b.users = postcove.Mailboxes(opts.Users, domain)
 	b.mail = mailgen.New("postcove lmtp benchmark", opts.Sizes)
-	err := opts.InFrame("lmtp", &b.Paths, func() error { return b.measure(ctx) })
+	err := opts.Frame("lmtp", "lmtp", []string{"postcove-mail", "dovecot"}, &b.Paths, func() error { return b.measure(ctx) })
 	return b.res, err
 }
 
@@ -162,7 +163,7 @@ func (b *bench) measure(ctx context.Context) (err error) {
 	// Both servers create a user's Maildir (folders, index, a dozen fsyncs)
 	// on the first delivery. That is a one-off per user, not the steady
 	// state the rows measure, so every user gets one message first.
-	for _, s := range []*side{pc, dc} {
+	for _, s := range []*side{dc, pc} {
 		if err := b.Step("first delivery to each user ("+s.name+")", func() error { return b.prime(ctx, s) }); err != nil {
 			return err
 		}
@@ -170,29 +171,19 @@ func (b *bench) measure(ctx context.Context) (err error) {
 
 	table := report.Table{Title: "postcove mailbox (+ auth, sqlite) vs dovecot lmtp (passwd-file)"}
 	defer func() { rep.Tables = []report.Table{table} }()
-	// Every row of postcove's, then every row of dovecot's: report.SideOrderNote.
-	type cell struct{ size, conc int }
-	results := map[*side]map[cell]load.Result{}
-	for _, s := range []*side{pc, dc} {
-		results[s] = map[cell]load.Result{}
-		for _, size := range b.opts.Sizes {
-			for _, conc := range b.opts.Concurrency {
-				r, err := b.run(ctx, s, size, conc, "deliver "+mailgen.SizeLabel(size))
-				if err != nil && s == dc {
-					return fmt.Errorf("dovecot: %w\n%s", err, dsrv.LogTail())
-				}
-				if err != nil {
-					return fmt.Errorf("%s: %w", s.name, err)
-				}
-				results[s][cell{size, conc}] = r
-			}
-		}
-	}
 	var failures []error
 	for _, size := range b.opts.Sizes {
 		for _, conc := range b.opts.Concurrency {
-			c := cell{size, conc}
-			row := report.Row{Op: "deliver " + mailgen.SizeLabel(size), Conc: conc, Ours: results[pc][c], Theirs: results[dc][c]}
+			label := "deliver " + mailgen.SizeLabel(size)
+			theirs, err := b.run(ctx, dc, size, conc, label)
+			if err != nil {
+				return fmt.Errorf("dovecot: %w\n%s", err, dsrv.LogTail())
+			}
+			ours, err := b.run(ctx, pc, size, conc, label)
+			if err != nil {
+				return fmt.Errorf("postcove: %w", err)
+			}
+			row := report.Row{Op: label, Conc: conc, Ours: ours, Theirs: theirs}
 			failures = append(failures, row.Failures("postcove", "dovecot")...)
 			table.Rows = append(table.Rows, row)
 		}
@@ -246,6 +237,9 @@ func (b *bench) prime(ctx context.Context, s *side) error {
 // run measures one side at one size and concurrency: one LMTP connection
 // per worker, dialled on first use and again after a broken exchange.
 func (b *bench) run(ctx context.Context, s *side, size, conc int, label string) (load.Result, error) {
+	// The previous row's mail, of either side, is written back before
+	// this one starts, not during it: the sides share the disk.
+	syscall.Sync()
 	conns := make([]*lmtpclient.Client, conc)
 	rngs := make([]*rand.Rand, conc)
 	for i := range rngs {
@@ -298,7 +292,6 @@ func (b *bench) describe(ctx context.Context) {
 		"Closed loop: each worker holds one LMTP connection (LHLO once) and runs sequential transactions on it: MAIL FROM, one RCPT TO (a uniformly random user), DATA with a fixed body and a unique Message-ID; it sends the next only when the 250 arrived. Message size is the DATA size, header included (approximately).",
 		"Both sides fsync before 250: postcove always fsyncs the message file and its directory; dovecot runs with mail_fsync = always (Debian's default is optimized, which does not fsync new mail) to match. Same Maildir layout (<root>/<domain>/<user>/Maildir).",
 		"Postcove: the mailbox service asks the auth service (gRPC, SQLite, its default 5 s recipient cache) whether each recipient exists, writes Maildir++ and its index. Dovecot: lmtp service (one process per connection, Debian's defaults), passwd-file userdb held in memory, configured by scripts/dovecot-bench.sh.",
-		report.SideOrderNote("dovecot", "dovecot renames a new dovecot-uidlist over the old one on every delivery"),
 		fmt.Sprintf("Peak RSS: the sum of VmHWM over the process tree (pid and descendants), sampled every %v; for postcove, mailbox's tree plus auth's (auth's alone is shown too). Dovecot's tree includes its master, config, log, anvil, auth and lmtp processes.", memorySampleInterval),
 	}
 }

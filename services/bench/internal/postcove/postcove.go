@@ -27,6 +27,7 @@ import (
 	"github.com/postcove/postcove/services/bench/internal/dovecot"
 	"github.com/postcove/postcove/services/bench/internal/fleet"
 	"github.com/postcove/postcove/services/bench/internal/load"
+	"github.com/postcove/postcove/services/bench/internal/loopfs"
 	"github.com/postcove/postcove/services/bench/internal/proc"
 	"github.com/postcove/postcove/services/bench/internal/report"
 	"github.com/postcove/postcove/services/internal/grpcx"
@@ -67,19 +68,29 @@ func (s *Servers) Defaults() error {
 type Paths struct {
 	AuthBin, MailboxBin string // absolute
 	Root                string // the run's directory
+	// OwnFS are the directories of Root, one per server, that are each a
+	// fresh filesystem of their own (loopfs); empty when that could not
+	// be done (not root, no loop devices), and the servers share Root's.
+	OwnFS []string
 }
+
+// ownFSSize is the size of each server's filesystem: room for the largest
+// run's mail (a sparse image: only what is written takes disk space).
+const ownFSSize = 8 << 30
 
 // InFrame checks the binaries and dovecot's server of protocol ("lmtp",
 // "imap"), makes the run's directory, calls run with the paths, and
 // removes the directory, unless it is kept: asked, or run failed. The
 // paths are set in *p before run is called.
 func (s Servers) InFrame(protocol string, p *Paths, run func() error) (err error) {
-	return s.Frame(protocol, protocol, p, run)
+	return s.Frame(protocol, protocol, nil, p, run)
 }
 
 // Frame is InFrame for benchmark name ("smtp"), where dovecot serves
-// protocol ("lmtp").
-func (s Servers) Frame(name, protocol string, p *Paths, run func() error) (err error) {
+// protocol ("lmtp"), and where each of the directories own of the run's
+// directory (one per server: where it writes its mail and queue) gets a
+// filesystem of its own if it can (loopfs explains why).
+func (s Servers) Frame(name, protocol string, own []string, p *Paths, run func() error) (err error) {
 	if p.AuthBin, p.MailboxBin, err = binaries(s.AuthBin, s.MailboxBin); err != nil {
 		return err
 	}
@@ -94,6 +105,28 @@ func (s Servers) Frame(name, protocol string, p *Paths, run func() error) (err e
 			err = ferr
 		}
 	}()
+	var mounted []*loopfs.FS
+	defer func() {
+		for _, fs := range mounted {
+			if uerr := fs.Unmount(err != nil || s.Keep); err == nil {
+				err = uerr
+			}
+		}
+	}()
+	for _, dir := range own {
+		fs, merr := loopfs.Mount(filepath.Join(p.Root, dir), ownFSSize)
+		if merr != nil {
+			fmt.Fprintf(s.Log, "no filesystem of its own for each server, they share the work directory's: %v\n", merr)
+			for _, fs := range mounted {
+				if uerr := fs.Unmount(false); uerr != nil {
+					return uerr
+				}
+			}
+			mounted, p.OwnFS = nil, nil
+			break
+		}
+		mounted, p.OwnFS = append(mounted, fs), append(p.OwnFS, dir)
+	}
 	return run()
 }
 
@@ -127,7 +160,7 @@ func (p Paths) Environment(ctx context.Context, dovecotBin string) []report.KV {
 		{Name: "postcove mailbox", Value: p.MailboxBin + " (version " + report.CommandOutput(ctx, p.MailboxBin, "version") + ")"},
 		{Name: "postcove auth", Value: p.AuthBin + " (version " + report.CommandOutput(ctx, p.AuthBin, "version") + ")"},
 		{Name: "bench", Value: runtime.Version()},
-		{Name: "work directory", Value: p.Root + " (filesystem " + report.FSType(p.Root) + workDirSpread(p.Root) + ")"},
+		{Name: "work directory", Value: p.Root + " (filesystem " + report.FSType(p.Root) + p.spread() + ")"},
 	}
 }
 
@@ -483,10 +516,14 @@ func (p Paths) StartMail(ctx context.Context, step func(string, func() error) er
 	return auth, mbox, err
 }
 
-// workDirSpread says, for the report, whether the servers' trees are kept
-// apart on disk (dovecot.NewWorkDir).
-func workDirSpread(root string) string {
-	if dovecot.TopDir(root) {
+// spread says, for the report, how the servers' files are kept apart on
+// disk: filesystems of their own (loopfs), or block groups of their own
+// (dovecot.NewWorkDir).
+func (p Paths) spread() string {
+	if len(p.OwnFS) > 0 {
+		return "; " + strings.Join(p.OwnFS, ", ") + ": each a fresh ext4 of its own (mkfs.ext4 " + strings.Join(loopfs.MkfsOptions, " ") + ", loop-mounted), so that no server's file creations pay for the inodes another one frees"
+	}
+	if dovecot.TopDir(p.Root) {
 		return "; chattr +T: each server's directories in block groups of their own, so that the files one side removes do not slow the other's file creations"
 	}
 	return ""

@@ -232,15 +232,3 @@ func (p Progress) Logf(format string, args ...any) {
 func (p Progress) Step(name string, f func() error) error {
 	return p.Report.Step(p.Log, name, f)
 }
-
-// SideOrderNote is the note of a benchmark that runs every row of postcove
-// and then every row of them, saying why; frees says how them frees inodes
-// while it works.
-//
-// On ext4 without a journal (as on this project's machines), creating a
-// file skips, one lookup each, every inode of its block group freed in the
-// last minute. Rows run side by side put postcove's right after the other
-// side's deletions and charged it for them.
-func SideOrderNote(them, frees string) string {
-	return "Order: every row of postcove, then every row of " + them + ". On ext4 without a journal, creating a file skips, one lookup each, every inode of its block group freed in the last minute, and " + frees + ". With the rows side by side, postcove's ran right after those deletions and paid for them in its file creations. Postcove frees no inode while it delivers (new mail is renamed from tmp/ to cur/; the mta reuses its spool files), so " + them + " is measured as it would be alone, and so is postcove."
-}

@@ -27,6 +27,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/postcove/postcove/services/bench/internal/dovecot"
@@ -217,7 +218,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	b := &bench{opts: opts, Progress: report.Progress{Report: res.Report, Log: opts.Log}, res: res, mtaBin: mtaBin, mail: mailgen.New("postcove smtp benchmark", opts.Sizes)}
 	b.users = postcove.Mailboxes(opts.Users, domain)
-	err = opts.Frame("smtp", "lmtp", &b.Paths, func() error { return b.measure(ctx) })
+	err = opts.Frame("smtp", "lmtp", []string{"postcove-mail", "dovecot", "postfix"}, &b.Paths, func() error { return b.measure(ctx) })
 	return res, err
 }
 
@@ -269,37 +270,19 @@ func (b *bench) measure(ctx context.Context) (err error) {
 	}
 	b.describe(ctx)
 
-	// Every row of postcove's, then every row of theirs
-	// (report.SideOrderNote). The table grows as theirs are measured, so a
-	// failed run reports what it measured.
+	// The table grows row by row, so a failed run reports what it measured.
 	rep.Tables = []report.Table{{Title: "postcove mta + mailbox + auth (sqlite) vs postfix + dovecot lmtp (passwd-file)"}}
 	table := &rep.Tables[0]
-	type cell struct{ size, conc int }
-	type result struct{ accept, e2e load.Result }
-	ours := map[cell]result{}
-	for i, size := range b.opts.Sizes {
-		for _, conc := range b.opts.Concurrency {
-			accept, e2e, err := b.run(ctx, pc, size, conc, b.opts.messages(i))
-			if err != nil {
-				return fmt.Errorf("%s: %w", pc.name, err)
-			}
-			ours[cell{size, conc}] = result{accept, e2e}
-		}
-	}
 	var failures []error
 	for i, size := range b.opts.Sizes {
+		n := b.opts.messages(i)
 		for _, conc := range b.opts.Concurrency {
-			accept, e2e, err := b.run(ctx, theirs, size, conc, b.opts.messages(i))
+			rows, err := b.row(ctx, pc, theirs, size, conc, n)
 			if err != nil {
-				return fmt.Errorf("%s: %w", theirs.name, err)
-			}
-			o, label := ours[cell{size, conc}], mailgen.SizeLabel(size)
-			rows := []report.Row{
-				{Op: "accept " + label, Conc: conc, Ours: o.accept, Theirs: accept},
-				{Op: "deliver " + label + " end to end", Conc: conc, Ours: o.e2e, Theirs: e2e},
+				return err
 			}
 			failures = append(failures, rows[0].Failures("postcove", "postfix+dovecot")...)
-			table.Rows = append(table.Rows, rows...)
+			table.Rows = append(table.Rows, rows[:]...)
 		}
 	}
 	if err := servers.StopInto(rep); err != nil {
@@ -411,11 +394,32 @@ func (b *bench) startPostfix(ctx context.Context, servers *fleet.Fleet) (*side, 
 	return s, nil
 }
 
+// row measures both sides, theirs first, at one size and concurrency:
+// the accept row and the end to end row.
+func (b *bench) row(ctx context.Context, ours, theirs *side, size, conc, n int) ([2]report.Row, error) {
+	var rows [2]report.Row
+	theirAccept, theirE2E, err := b.run(ctx, theirs, size, conc, n)
+	if err != nil {
+		return rows, fmt.Errorf("%s: %w", theirs.name, err)
+	}
+	ourAccept, ourE2E, err := b.run(ctx, ours, size, conc, n)
+	if err != nil {
+		return rows, fmt.Errorf("%s: %w", ours.name, err)
+	}
+	label := mailgen.SizeLabel(size)
+	rows[0] = report.Row{Op: "accept " + label, Conc: conc, Ours: ourAccept, Theirs: theirAccept}
+	rows[1] = report.Row{Op: "deliver " + label + " end to end", Conc: conc, Ours: ourE2E, Theirs: theirE2E}
+	return rows, nil
+}
+
 // run measures one side at one size and concurrency: a warmup, then n
 // messages, each batch followed by the wait until it is in the
 // Maildirs. Each worker holds one SMTP connection for both, dialled on
 // first use and again after a broken exchange.
 func (b *bench) run(ctx context.Context, s *side, size, conc, n int) (accept, e2e load.Result, err error) {
+	// The previous row's mail, of either side, is written back before
+	// this one starts, not during it: the sides share the disk.
+	syscall.Sync()
 	conns := make([]*lmtpclient.Client, conc)
 	defer func() {
 		for _, c := range conns {
@@ -550,7 +554,6 @@ func (b *bench) describe(ctx context.Context) {
 		"Load: closed loop, the same client for both sides. Each worker holds one SMTP connection (EHLO once, no PIPELINING, no TLS, no AUTH: inbound mail from a stranger to local users) and runs sequential transactions on it: MAIL FROM:<" + mailgen.Sender + ">, one RCPT TO (a uniformly random user), DATA with a fixed body and a unique Message-ID. The warmup runs on the same connections, and is delivered, before the row starts.",
 		"Both sides fsync before each 250: postcove's mta writes the message and its envelope to its queue and fsyncs them and the directory; postfix's cleanup fsyncs the queue file. Into the Maildir, postcove's mailbox fsyncs the message file and its directory; dovecot runs with mail_fsync = always (Debian's default, optimized, would not fsync new mail).",
 		"Postcove: mta (its defaults: 16 delivery workers, LMTP to the mailbox service) asks the auth service (gRPC, SQLite) about each recipient at RCPT time; the mailbox service asks it too, writes Maildir++ and its index. It also checks SPF, DKIM and DMARC of every inbound message into an Authentication-Results field (postfix, as configured, checks none); its DNS lookups go to a server on loopback that answers NXDOMAIN to everything (so: spf=none, dmarc=none). Postfix: scripts/postfix-bench.sh, a virtual mailbox domain with its users in a texthash table (550 at RCPT for others), delivered by postfix's lmtp client (its default of 20 connections to the destination) to dovecot's lmtp service (passwd-file userdb), scripts/dovecot-bench.sh; otherwise postfix's defaults (including in_flow_delay).",
-		report.SideOrderNote("postfix+dovecot", "postfix removes each queue file once delivered and dovecot renames a new dovecot-uidlist over the old one on every delivery"),
 		fmt.Sprintf("Both allow %d connections from the client's address (postcove limits.max_connections_per_ip, postfix smtpd_client_connection_count_limit); no rate limits.", connectionsPerIP),
 		fmt.Sprintf("Peak RSS: VmHWM over each process tree (the process and its descendants), sampled every %v; \"of live processes\" is the largest sum over the processes alive at one sample, which suits postfix and dovecot whose processes come and go (postfix runs an smtpd and a cleanup per concurrent client connection, up to 20 lmtp clients, and more). Each process's RSS counts the shared pages it maps (libc and the like), so a sum over many processes overstates what they take together. The \"all\" lines add up the lines above them.", memorySampleInterval),
 	}
