@@ -67,6 +67,9 @@ lint: $(BIN)/staticcheck ## go vet + staticcheck + gofmt check on every module
 .PHONY: test
 test: ## run every module's tests with -race (MariaDB tests need POSTCOVE_TEST_MYSQL_DSN; see README)
 	@for m in $(MODULES); do echo "== $$m"; (cd $$m && go test -race -shuffle=on -count=1 ./...) || exit 1; done
+	@# The forked dependencies are outside the workspace: their own tests,
+	@# upstream's and those of postcove's changes (third_party/*/POSTCOVE.md).
+	@for m in third_party/*/; do echo "== $$m"; (cd $$m && GOWORK=off go test -race -count=1 ./...) || exit 1; done
 
 .PHONY: fuzz
 fuzz: ## run every fuzz target for $(FUZZTIME)

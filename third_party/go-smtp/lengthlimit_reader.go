@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"bytes"
 	"errors"
 	"io"
 )
@@ -32,15 +33,22 @@ func (r *lineLimitReader) Read(b []byte) (int, error) {
 		return n, nil
 	}
 
-	for _, chr := range b[:n] {
-		if chr == '\n' {
-			r.curLineLength = 0
+	// The newline counts towards the line it starts, as it always did;
+	// the runs between newlines are measured at once.
+	for buf := b[:n]; ; {
+		i := bytes.IndexByte(buf, '\n')
+		if i < 0 {
+			r.curLineLength += len(buf)
+			break
 		}
-		r.curLineLength++
-
-		if r.curLineLength > r.LineLimit {
+		if r.curLineLength += i; r.curLineLength > r.LineLimit {
 			return 0, ErrTooLongLine
 		}
+		r.curLineLength = 1
+		buf = buf[i+1:]
+	}
+	if r.curLineLength > r.LineLimit {
+		return 0, ErrTooLongLine
 	}
 
 	return n, nil
