@@ -131,6 +131,7 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 	smtp    *smtp.Server
+	spooler *spooler
 
 	// ctx is the context of deliveries and auth calls; it is cancelled
 	// only when Shutdown gives up waiting for them.
@@ -177,6 +178,7 @@ func New(opts Options) (*Server, error) {
 		opts:    opts,
 		log:     opts.Logger,
 		metrics: newMetrics(reg),
+		spooler: &spooler{dir: opts.SpoolDir, memLimit: opts.SpoolMemory},
 		conns:   make(map[*trackedConn]struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())

@@ -108,12 +108,14 @@ func TestTraceHeader(t *testing.T) {
 }
 
 // TestSpool: below the memory limit a message stays in memory, above it
-// goes to an unlinked file; either can be read again and again.
+// goes to an unlinked file; either can be read again and again, also when
+// the spooler reuses the buffer of an earlier message.
 func TestSpool(t *testing.T) {
 	dir := t.TempDir()
-	for _, size := range []int{0, 1, 99, 100, 101, 100000} {
-		msg := strings.Repeat("x", size)
-		sp, err := spool(iotest.HalfReader(strings.NewReader(msg)), dir, 100)
+	spooler := &spooler{dir: dir, memLimit: 100}
+	for i, size := range []int{0, 1, 99, 100, 101, 100000, 50, 3} {
+		msg := strings.Repeat(string(rune('a'+i)), size)
+		sp, err := spooler.spool(iotest.HalfReader(strings.NewReader(msg)))
 		if err != nil {
 			t.Fatalf("spool(%d bytes) = %v", size, err)
 		}
@@ -136,14 +138,14 @@ func TestSpool(t *testing.T) {
 // TestSpoolErrors: read errors come back as they are (they decide the
 // reply); write errors are errSpoolWrite.
 func TestSpoolErrors(t *testing.T) {
-	if _, err := spool(iotest.ErrReader(smtp.ErrDataTooLarge), t.TempDir(), 10); !errors.Is(err, smtp.ErrDataTooLarge) {
+	if _, err := (&spooler{dir: t.TempDir(), memLimit: 10}).spool(iotest.ErrReader(smtp.ErrDataTooLarge)); !errors.Is(err, smtp.ErrDataTooLarge) {
 		t.Errorf("spool(too large) = %v, want smtp.ErrDataTooLarge", err)
 	}
 	big := io.MultiReader(strings.NewReader(strings.Repeat("x", 50)), iotest.ErrReader(io.ErrUnexpectedEOF))
-	if _, err := spool(big, t.TempDir(), 10); !errors.Is(err, io.ErrUnexpectedEOF) {
+	if _, err := (&spooler{dir: t.TempDir(), memLimit: 10}).spool(big); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Errorf("spool(broken after 50 bytes) = %v, want io.ErrUnexpectedEOF", err)
 	}
-	if _, err := spool(strings.NewReader(strings.Repeat("x", 50)), "/nonexistent/dir", 10); !errors.Is(err, errSpoolWrite) {
+	if _, err := (&spooler{dir: "/nonexistent/dir", memLimit: 10}).spool(strings.NewReader(strings.Repeat("x", 50))); !errors.Is(err, errSpoolWrite) {
 		t.Errorf("spool(unwritable dir) = %v, want errSpoolWrite", err)
 	}
 }

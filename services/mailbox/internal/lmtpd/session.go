@@ -195,7 +195,7 @@ func (sess *session) LMTPData(r io.Reader, status smtp.StatusCollector) error {
 	from, rcpts := sess.from, sess.rcpts
 	sess.mu.Unlock()
 
-	msg, err := spool(r, sess.s.opts.SpoolDir, sess.s.opts.SpoolMemory)
+	msg, err := sess.s.spooler.spool(r)
 	if err != nil {
 		reply, result := spoolReply(err)
 		sess.s.metrics.deliveries.WithLabelValues(result).Add(float64(len(rcpts)))
