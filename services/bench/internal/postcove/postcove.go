@@ -521,7 +521,7 @@ func (p Paths) StartMail(ctx context.Context, step func(string, func() error) er
 // (dovecot.NewWorkDir).
 func (p Paths) spread() string {
 	if len(p.OwnFS) > 0 {
-		return "; " + strings.Join(p.OwnFS, ", ") + ": each a fresh ext4 of its own (mkfs.ext4 " + strings.Join(loopfs.MkfsOptions, " ") + ", loop-mounted), so that no server's file creations pay for the inodes another one frees"
+		return "; " + strings.Join(p.OwnFS, ", ") + ": each a fresh ext4 of its own (mkfs.ext4 " + strings.Join(loopfs.MkfsOptions, " ") + ", on a loop device with direct I/O), so that no server's file creations pay for the inodes another one frees"
 	}
 	if dovecot.TopDir(p.Root) {
 		return "; chattr +T: each server's directories in block groups of their own, so that the files one side removes do not slow the other's file creations"
