@@ -481,3 +481,23 @@ func TestBaseIndex(t *testing.T) {
 		}
 	}
 }
+
+// TestRebuildFileInCurAndNew: a message left in both new/ and cur/ (a
+// crash between link and unlink) is indexed once by a rebuild.
+func TestRebuildFileInCurAndNew(t *testing.T) {
+	root, inbox, _, _ := fixture(t)
+	curFiles, _ := filepath.Glob(filepath.Join(inbox, "cur", "*"))
+	if len(curFiles) != 3 {
+		t.Fatalf("fixture has %d files in cur/, want 3", len(curFiles))
+	}
+	base, _, _ := strings.Cut(filepath.Base(curFiles[1]), ":")
+	if err := os.Link(curFiles[1], filepath.Join(inbox, "new", base)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(inbox, indexName)); err != nil {
+		t.Fatal(err)
+	}
+	if st, msgs, _ := reopen(t, root); st.Messages != 3 || len(msgs) != 3 {
+		t.Fatalf("rebuilt: %d messages (%d listed), want 3", st.Messages, len(msgs))
+	}
+}
