@@ -387,15 +387,7 @@ func (cn *conn) readPipelined(n int, commandTimeout, dataTimeout time.Duration) 
 		o.broken = true
 		return o
 	}
-	cn.nc.SetReadDeadline(time.Now().Add(dataTimeout))
-	for range accepted {
-		rep, err := readReply(cn.r)
-		if err != nil {
-			o.err = fmt.Errorf("BDAT LAST: %w", err)
-			return o
-		}
-		o.data = append(o.data, rep)
-	}
+	o.data, o.err = cn.readFinal(accepted, dataTimeout, "BDAT LAST")
 	return o
 }
 
@@ -448,16 +440,24 @@ func (c *Client) lockstep(cn *conn, env queue.Envelope, rcpts []queue.Recipient,
 		o.err = err
 		return o
 	}
-	cn.nc.SetReadDeadline(time.Now().Add(c.opts.DataTimeout))
-	for range accepted {
+	o.data, o.err = cn.readFinal(accepted, c.opts.DataTimeout, "DATA")
+	return o
+}
+
+// readFinal reads the n replies LMTP gives at the end of the data, one per
+// accepted recipient (RFC 2033 §4.2), all within timeout; after an error,
+// the replies read before it.
+func (cn *conn) readFinal(n int, timeout time.Duration, what string) ([]reply, error) {
+	cn.nc.SetReadDeadline(time.Now().Add(timeout))
+	replies := make([]reply, 0, n)
+	for range n {
 		rep, err := readReply(cn.r)
 		if err != nil {
-			o.err = fmt.Errorf("DATA: %w", err)
-			return o
+			return replies, fmt.Errorf("%s: %w", what, err)
 		}
-		o.data = append(o.data, rep)
+		replies = append(replies, rep)
 	}
-	return o
+	return replies, nil
 }
 
 // reset sends RSET and reports whether the server took it.
