@@ -37,43 +37,43 @@ type FS struct {
 // Mount creates an image of size bytes (sparse) next to dir, makes an
 // ext4 in it and mounts it on dir, creating dir. It needs root, mkfs.ext4
 // and loop devices; the error says which step failed.
-func Mount(dir string, size int64) (*FS, error) {
+func Mount(dir string, size int64) (_ *FS, err error) {
 	image := strings.TrimSuffix(dir, "/") + ".img"
-	fs := &FS{Dir: dir, image: image}
 	f, err := os.OpenFile(image, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	err = f.Truncate(size)
-	err = errors.Join(err, f.Close())
-	if err == nil {
-		err = run("mkfs.ext4", append(MkfsOptions, image)...)
-	}
-	if err == nil {
-		err = os.MkdirAll(dir, 0o755)
-	}
-	if err == nil {
-		// Direct I/O from the loop device to its image: the mail is cached
-		// once, by the filesystem on top, not again as the image's pages.
-		fs.device, err = output("losetup", "--direct-io=on", "--find", "--show", image)
-		if err == nil {
-			if err = run("mount", fs.device, dir); err != nil {
-				run("losetup", "--detach", fs.device)
-			}
-		}
-	}
-	if err == nil {
-		// The new root directory is root's, 0755: dovecot's unprivileged
-		// processes must be able to traverse it, as any work directory.
-		err = os.Chmod(dir, 0o755)
+	defer func() {
 		if err != nil {
-			err = errors.Join(err, fs.Unmount(false))
-			return nil, err
+			os.Remove(image)
 		}
-		return fs, nil
+	}()
+	if err = errors.Join(f.Truncate(size), f.Close()); err != nil {
+		return nil, err
 	}
-	os.Remove(image)
-	return nil, err
+	if err = run("mkfs.ext4", append(MkfsOptions, image)...); err != nil {
+		return nil, err
+	}
+	if err = os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	// Direct I/O from the loop device to its image: the mail is cached
+	// once, by the filesystem on top, not again as the image's pages.
+	device, err := output("losetup", "--direct-io=on", "--find", "--show", image)
+	if err != nil {
+		return nil, err
+	}
+	fs := &FS{Dir: dir, image: image, device: device}
+	if err = run("mount", device, dir); err != nil {
+		run("losetup", "--detach", device)
+		return nil, err
+	}
+	// The new root directory is root's, 0755: dovecot's unprivileged
+	// processes must be able to traverse it, as any work directory.
+	if err = os.Chmod(dir, 0o755); err != nil {
+		return nil, errors.Join(err, fs.Unmount(false))
+	}
+	return fs, nil
 }
 
 // Unmount unmounts the filesystem and removes its image, unless keep is

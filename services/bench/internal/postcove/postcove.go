@@ -105,7 +105,7 @@ func (s Servers) Frame(name, protocol string, own []string, p *Paths, run func()
 			err = ferr
 		}
 	}()
-	var mounted []*loopfs.FS
+	mounted := s.mountOwn(p.Root, own)
 	defer func() {
 		for _, fs := range mounted {
 			if uerr := fs.Unmount(err != nil || s.Keep); err == nil {
@@ -113,21 +113,31 @@ func (s Servers) Frame(name, protocol string, own []string, p *Paths, run func()
 			}
 		}
 	}()
-	for _, dir := range own {
-		fs, merr := loopfs.Mount(filepath.Join(p.Root, dir), ownFSSize)
-		if merr != nil {
-			fmt.Fprintf(s.Log, "no filesystem of its own for each server, they share the work directory's: %v\n", merr)
-			for _, fs := range mounted {
-				if uerr := fs.Unmount(false); uerr != nil {
-					return uerr
-				}
-			}
-			mounted, p.OwnFS = nil, nil
-			break
-		}
-		mounted, p.OwnFS = append(mounted, fs), append(p.OwnFS, dir)
+	for _, fs := range mounted {
+		p.OwnFS = append(p.OwnFS, filepath.Base(fs.Dir))
 	}
 	return run()
+}
+
+// mountOwn gives each directory own of root a filesystem of its own
+// (loopfs), or none of them one: if a mount fails, it says why, undoes
+// the others and returns nil, and the servers share root's filesystem.
+func (s Servers) mountOwn(root string, own []string) []*loopfs.FS {
+	var mounted []*loopfs.FS
+	for _, dir := range own {
+		fs, err := loopfs.Mount(filepath.Join(root, dir), ownFSSize)
+		if err != nil {
+			fmt.Fprintf(s.Log, "no filesystem of its own for each server, they share the work directory's: %v\n", err)
+			for _, fs := range mounted {
+				if err := fs.Unmount(false); err != nil {
+					fmt.Fprintf(s.Log, "%v\n", err)
+				}
+			}
+			return nil
+		}
+		mounted = append(mounted, fs)
+	}
+	return mounted
 }
 
 // StartDovecot starts a private dovecot in dir (mail under dir/mail)
