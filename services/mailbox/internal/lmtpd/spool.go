@@ -18,12 +18,11 @@ var errSpoolWrite = errors.New("spool write failed")
 // go to a temporary file that is unlinked at once, so that a crash leaves
 // nothing to clean up: the store writes its own durable copy.
 type spooled struct {
-	mem  []byte
-	file *os.File // nil for a message in memory
+	buf  *bytes.Buffer // the message in memory, or nil
+	file *os.File      // the message in a file, or nil
 	size int64
 
-	buf     *bytes.Buffer // holds mem; back to the spooler's pool on Close
-	spooler *spooler
+	spooler *spooler // buf goes back to it on Close
 }
 
 // spooler spools messages in dir, up to memLimit bytes in memory. Its
@@ -51,7 +50,7 @@ func (sp *spooler) spool(r io.Reader) (*spooled, error) {
 		return nil, err
 	}
 	if n <= sp.memLimit {
-		return &spooled{mem: buf.Bytes(), size: n, buf: buf, spooler: sp}, nil
+		return &spooled{buf: buf, size: n, spooler: sp}, nil
 	}
 	defer sp.release(buf)
 	f, err := os.CreateTemp(sp.dir, "lmtp-spool-")
@@ -110,7 +109,7 @@ func (e *writeError) Unwrap() error { return e.err }
 // reader returns the message from its start; readers are independent.
 func (s *spooled) reader() io.Reader {
 	if s.file == nil {
-		return bytes.NewReader(s.mem)
+		return bytes.NewReader(s.buf.Bytes())
 	}
 	return io.NewSectionReader(s.file, 0, s.size)
 }
@@ -118,13 +117,12 @@ func (s *spooled) reader() io.Reader {
 // Close releases the spool file or buffer; the message must not be read
 // after.
 func (s *spooled) Close() error {
-	if s.file == nil {
-		if s.buf != nil {
-			s.mem = nil
-			s.spooler.release(s.buf)
-			s.buf = nil
-		}
-		return nil
+	if s.file != nil {
+		return s.file.Close()
 	}
-	return s.file.Close()
+	if s.buf != nil {
+		s.spooler.release(s.buf)
+		s.buf = nil
+	}
+	return nil
 }
