@@ -349,7 +349,7 @@ type diskFile struct {
 // scan lists the message files of sub ("cur" or "new").
 func (f *folder) scan(sub string) ([]diskFile, error) {
 	var out []diskFile
-	err := f.scanBatches(sub, scanBatch, func(batch []diskFile) {
+	err := f.scanBatches(sub, func(batch []diskFile) {
 		if out == nil {
 			out = batch
 		} else {
@@ -359,20 +359,20 @@ func (f *folder) scan(sub string) ([]diskFile, error) {
 	return out, err
 }
 
-// scanBatch is how many names reconcile reads from cur/ at a time.
+// scanBatch is how many names are read from a directory at a time.
 const scanBatch = 4096
 
-// scanBatches calls fn with the message files of sub ("cur" or "new"), n
-// directory entries at a time (all at once if n <= 0), so that going over
-// a cur/ of 100,000 files can hold a few thousand names, not all of them.
-func (f *folder) scanBatches(sub string, n int, fn func([]diskFile)) error {
+// scanBatches calls fn with the message files of sub ("cur" or "new"),
+// scanBatch directory entries at a time, so that going over a cur/ of
+// 100,000 files holds a few thousand names, not all of them.
+func (f *folder) scanBatches(sub string, fn func([]diskFile)) error {
 	d, err := os.Open(f.path(sub))
 	if err != nil {
 		return err
 	}
 	defer d.Close()
 	for {
-		names, err := d.Readdirnames(n)
+		names, err := d.Readdirnames(scanBatch)
 		batch := make([]diskFile, 0, len(names))
 		for _, entry := range names {
 			// The name is parsed from file, so that its fields share file's
@@ -386,7 +386,7 @@ func (f *folder) scanBatches(sub string, n int, fn func([]diskFile)) error {
 			batch = append(batch, diskFile{file: file, fn: name})
 		}
 		fn(batch)
-		if errors.Is(err, io.EOF) || err == nil && n <= 0 {
+		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {
@@ -705,7 +705,7 @@ func (f *folder) reconcile(withCur bool) error {
 	if withCur {
 		// cur/ is matched as it is read: only the files that differ from
 		// the index are kept.
-		err := f.scanBatches("cur", scanBatch, func(batch []diskFile) {
+		err := f.scanBatches("cur", func(batch []diskFile) {
 			for _, df := range batch {
 				match(df)
 			}
