@@ -95,12 +95,19 @@ func TestNextUIDValidity(t *testing.T) {
 	}
 }
 
+// messageList is a Listing of Messages.
+type messageList []Message
+
+func (l messageList) Len() int              { return len(l) }
+func (l messageList) UID(i int) UID         { return l[i].UID }
+func (l messageList) ModSeq(i int) uint64   { return l[i].ModSeq }
+func (l messageList) Message(i int) Message { return l[i] }
+
 func TestViewPoll(t *testing.T) {
 	msgs := []Message{{UID: 1, ModSeq: 1}, {UID: 2, ModSeq: 2}, {UID: 3, ModSeq: 3}, {UID: 5, ModSeq: 5}}
-	at := func(ms []Message) func(int) *Message { return func(i int) *Message { return &ms[i] } }
-	v := NewView(len(msgs), at(msgs), nil)
+	v := NewView(messageList(msgs), nil)
 	next := []Message{{UID: 2, ModSeq: 7}, {UID: 5, ModSeq: 5}, {UID: 6, ModSeq: 8}, {UID: 7, ModSeq: 9}}
-	ch := v.Poll(len(next), at(next), []string{"k"}, true)
+	ch := v.Poll(messageList(next), []string{"k"}, true)
 	wantExp := []Expunged{{UID: 3, SeqNum: 3}, {UID: 1, SeqNum: 1}}
 	if !slices.Equal(ch.Expunged, wantExp) || ch.NumMessages != 4 || len(ch.New) != 2 || len(ch.Updated) != 1 ||
 		ch.Updated[0].SeqNum != 1 || ch.Updated[0].UID != 2 || !slices.Equal(ch.Keywords, []string{"k"}) {
@@ -109,7 +116,7 @@ func TestViewPoll(t *testing.T) {
 	if got := v.UIDs(); !slices.Equal(got, []UID{2, 5, 6, 7}) {
 		t.Errorf("UIDs() = %v, want [2 5 6 7]", got)
 	}
-	if ch := v.Poll(len(next), at(next), []string{"K"}, true); !ch.Empty() {
+	if ch := v.Poll(messageList(next), []string{"K"}, true); !ch.Empty() {
 		t.Errorf("second Poll = %+v, want empty", ch)
 	}
 	if got := v.Remove([]UID{7, 2, 99}); !slices.Equal(got, []Expunged{{UID: 7, SeqNum: 4}, {UID: 2, SeqNum: 1}}) {
@@ -119,7 +126,6 @@ func TestViewPoll(t *testing.T) {
 
 func TestViewCurrent(t *testing.T) {
 	msgs := []Message{{UID: 1, ModSeq: 1}, {UID: 2, ModSeq: 2}}
-	at := func(ms []Message) func(int) *Message { return func(i int) *Message { return &ms[i] } }
 	v := NewSharedView([]UID{1, 2}, []uint64{1, 2}, nil)
 	if v.Current(2, 2) {
 		t.Errorf("Current before Mark = true")
@@ -131,14 +137,14 @@ func TestViewCurrent(t *testing.T) {
 	// An expunge held back must be reported by the next Poll even when
 	// nothing changes meanwhile.
 	rest := msgs[1:]
-	if ch := v.Poll(len(rest), at(rest), nil, false); len(ch.Expunged) != 0 {
+	if ch := v.Poll(messageList(rest), nil, false); len(ch.Expunged) != 0 {
 		t.Errorf("Poll(allowExpunge false) = %+v", ch)
 	}
 	v.Mark(3, 1)
 	if v.Current(3, 1) {
 		t.Errorf("Current with an expunge held back = true")
 	}
-	if ch := v.Poll(len(rest), at(rest), nil, true); len(ch.Expunged) != 1 {
+	if ch := v.Poll(messageList(rest), nil, true); len(ch.Expunged) != 1 {
 		t.Errorf("Poll(allowExpunge true) = %+v, want one expunge", ch)
 	}
 	v.Mark(3, 1)

@@ -46,17 +46,27 @@ func (v *View) Current(highestModSeq uint64, n int) bool {
 	return v.marked != 0 && v.marked == highestModSeq && v.markedN == n
 }
 
-// NewView returns a view of the n messages at(0..n-1), in UID order, with
-// the mailbox's keywords already known to the session (SELECT sends FLAGS).
-func NewView(n int, at func(int) *Message, keywords []string) *View {
+// Listing is a mailbox's messages in UID order, as View and Summary read
+// them. A store may keep them in whatever form suits it and make a Message
+// only when one is asked for.
+type Listing interface {
+	Len() int
+	UID(i int) UID
+	ModSeq(i int) uint64
+	Message(i int) Message
+}
+
+// NewView returns a view of the messages of l, with the mailbox's keywords
+// already known to the session (SELECT sends FLAGS).
+func NewView(l Listing, keywords []string) *View {
+	n := l.Len()
 	v := &View{
 		uids:     make([]UID, n),
 		modseqs:  make([]uint64, n),
 		keywords: make(map[string]struct{}, len(keywords)),
 	}
 	for i := range n {
-		m := at(i)
-		v.uids[i], v.modseqs[i] = m.UID, m.ModSeq
+		v.uids[i], v.modseqs[i] = l.UID(i), l.ModSeq(i)
 	}
 	for _, k := range keywords {
 		v.keywords[strings.ToLower(k)] = struct{}{}
@@ -87,11 +97,12 @@ func (v *View) own() {
 // UIDs returns the view; the slice must not be modified.
 func (v *View) UIDs() []UID { return v.uids }
 
-// Poll compares the view with the mailbox's current messages at(0..n-1),
-// in UID order, updates the view and returns what to announce (see
-// Changes). keywords are the mailbox's keywords now.
-func (v *View) Poll(n int, at func(int) *Message, keywords []string, allowExpunge bool) Changes {
+// Poll compares the view with the mailbox's current messages l, updates
+// the view and returns what to announce (see Changes). keywords are the
+// mailbox's keywords now.
+func (v *View) Poll(l Listing, keywords []string, allowExpunge bool) Changes {
 	var ch Changes
+	n := l.Len()
 	v.marked, v.markedN = 0, 0 // the caller marks the state it polled
 	old := v.uids
 	uids := make([]UID, 0, max(len(old), n))
@@ -100,15 +111,14 @@ func (v *View) Poll(n int, at func(int) *Message, keywords []string, allowExpung
 	var updated []int  // indexes into uids
 	j := 0
 	for i, uid := range old {
-		for j < n && at(j).UID < uid {
+		for j < n && l.UID(j) < uid {
 			j++ // not in the view yet below its last UID: cannot happen, UIDs only grow
 		}
-		if j < n && at(j).UID == uid {
-			m := at(j)
+		if j < n && l.UID(j) == uid {
 			mod := v.modseqs[i]
-			if m.ModSeq > mod {
+			if m := l.ModSeq(j); m > mod {
 				updated = append(updated, len(uids))
-				mod = m.ModSeq
+				mod = m
 			}
 			uids, mods = append(uids, uid), append(mods, mod)
 			j++
@@ -120,12 +130,12 @@ func (v *View) Poll(n int, at func(int) *Message, keywords []string, allowExpung
 		}
 	}
 	for ; j < n; j++ {
-		m := at(j)
-		if len(old) > 0 && m.UID <= old[len(old)-1] {
+		if len(old) > 0 && l.UID(j) <= old[len(old)-1] {
 			continue
 		}
+		m := l.Message(j)
 		uids, mods = append(uids, m.UID), append(mods, m.ModSeq)
-		ch.New = append(ch.New, *m)
+		ch.New = append(ch.New, m)
 	}
 	if allowExpunge {
 		// Highest sequence number first: announcing it does not shift the
@@ -138,7 +148,7 @@ func (v *View) Poll(n int, at func(int) *Message, keywords []string, allowExpung
 	v.uids, v.modseqs, v.shared = uids, mods, false
 	v.heldBack = !allowExpunge && len(expunged) > 0
 	for _, k := range updated {
-		ch.Updated = append(ch.Updated, Updated{SeqNum: uint32(k + 1), Message: *v.find(at, n, uids[k])})
+		ch.Updated = append(ch.Updated, Updated{SeqNum: uint32(k + 1), Message: l.Message(find(l, uids[k]))})
 	}
 	if len(ch.New) > 0 {
 		ch.NumMessages = uint32(len(uids))
@@ -155,18 +165,18 @@ func (v *View) Poll(n int, at func(int) *Message, keywords []string, allowExpung
 	return ch
 }
 
-// find returns the message with uid among at(0..n-1), which holds it.
-func (v *View) find(at func(int) *Message, n int, uid UID) *Message {
-	lo, hi := 0, n
+// find returns the index of uid in l, which holds it.
+func find(l Listing, uid UID) int {
+	lo, hi := 0, l.Len()
 	for lo < hi {
 		mid := (lo + hi) / 2
-		if at(mid).UID < uid {
+		if l.UID(mid) < uid {
 			lo = mid + 1
 		} else {
 			hi = mid
 		}
 	}
-	return at(lo)
+	return lo
 }
 
 // Touch records that the session was told uid's state at modseq (its own
@@ -273,10 +283,10 @@ func (n *Notifier) Notify() {
 	}
 }
 
-// Summary counts what Status reports about the messages at(0..n-1).
-func Summary(n int, at func(int) *Message) (unseen, deleted uint32, size int64) {
-	for i := range n {
-		m := at(i)
+// Summary counts what Status reports about the messages of l.
+func Summary(l Listing) (unseen, deleted uint32, size int64) {
+	for i := range l.Len() {
+		m := l.Message(i)
 		if !HasFlag(m.Flags, FlagSeen) {
 			unseen++
 		}

@@ -33,9 +33,10 @@ const (
 	// scannedName records the mtime of cur/ when it was last scanned
 	// completely: see firstScan.
 	scannedName = "postcove-index.scanned"
-	// bigRebuild is the number of files above which a rebuild collects
-	// garbage between its phases (a few ms for a peak lower by tens of MB
-	// at 100,000 messages).
+	// bigRebuild is the number of messages above which a rebuild
+	// collects garbage between its phases (a few ms for a peak lower by
+	// tens of MB at 100,000 messages), and above which building or
+	// dropping a state returns memory to the OS (Options.returnMemory).
 	bigRebuild = 10000
 	// scanQuiet is how long cur/ must have been unchanged for a scan of it
 	// to be recorded as complete: far more than a clock tick.
@@ -313,7 +314,7 @@ func writeSnapshot(path string, st *indexState) (int64, error) {
 	var size int64
 	buf := appendRecord(make([]byte, 0, 64<<10), record{kind: 'H', uidValidity: st.uidValidity, uidNext: st.uidNext, highestModSeq: st.highestModSeq})
 	for i := range st.msgs {
-		buf = appendRecord(buf, addRecord(st.msgs[i]))
+		buf = appendRecord(buf, st.addRecord(i))
 		if len(buf) >= 60<<10 {
 			if _, err := file.Write(buf); err != nil {
 				return fail(err)
@@ -550,7 +551,8 @@ func (f *folder) rebuild() error {
 		keyed[i] = rebuildKey{dovecotUID: ul.uids[df.fn.base], uid: df.fn.uid, sec: sec, i: i}
 	}
 	slices.SortFunc(keyed, func(a, b rebuildKey) int { return compareRebuildKeys(files, a, b) })
-	if len(files) > bigRebuild {
+	big := len(files) > f.s.opts.bigState
+	if big {
 		// What the scan read and parsed is garbage now: collected here,
 		// the heap does not grow to hold it and the new index together.
 		runtime.GC()
@@ -582,20 +584,21 @@ func (f *folder) rebuild() error {
 				interned[df.fn.letters] = flags
 			}
 		}
-		id := df.fn.id()
-		if name := df.file[len("cur/"):]; strings.HasPrefix(name, id) {
-			id = name[:len(id)] // share the file name's bytes
-		}
 		st.highestModSeq = 1
-		st.msgs = append(st.msgs, rec{Message: store.Message{
-			UID: uid, ID: id, Flags: flags, ModSeq: 1, Size: size, InternalDate: mtime,
-		}, file: df.file})
+		st.msgs = append(st.msgs, makeRec(uid, 1, size, mtime, st.intern(flags), df.file))
 		st.uidNext = max(st.uidNext, uid+1)
 		st.keywords = store.AddKeywords(st.keywords, flags)
 	}
 	st.recount()
 	if err := f.writeIndex(st); err != nil {
 		return err
+	}
+	if big {
+		// The last collection saw the scan's names, the sort keys and the
+		// stat results live beside the new index, and sized the heap to
+		// twice all that: without a collection now, the process would
+		// keep that much resident for as long as the index stays loaded.
+		go f.s.opts.returnMemory()
 	}
 	if imported {
 		if err := writeFileSync(f.path(importedName), fmt.Appendf(nil, "%d %d\n", ul.uidValidity, ul.nextUID)); err != nil {
@@ -689,15 +692,15 @@ func (f *folder) reconcile(withCur bool) error {
 			return
 		}
 		seen[i] = true
-		m := f.st.msgs[i]
+		m := &f.st.msgs[i]
 		if m.file == df.file {
 			return
 		}
 		// Renamed by another program (a Maildir MUA changing flags) or our
 		// rename survived a crash that lost its record: the name wins for
 		// the flags it can express.
-		flags := mergeLetterFlags(m.Flags, df.fn.letters, f.kw)
-		recs = append(recs, record{kind: 'F', uid: m.UID, flags: flags, file: df.file})
+		flags := mergeLetterFlags(f.st.flags(i), df.fn.letters, f.kw)
+		recs = append(recs, record{kind: 'F', uid: m.uid, flags: flags, file: df.file})
 	}
 	for _, df := range files {
 		match(df)
@@ -713,9 +716,9 @@ func (f *folder) reconcile(withCur bool) error {
 		if err != nil {
 			return err
 		}
-		for i, m := range f.st.msgs {
+		for i := range f.st.msgs {
 			if !seen[i] {
-				recs = append(recs, record{kind: 'X', uid: m.UID})
+				recs = append(recs, record{kind: 'X', uid: f.st.msgs[i].uid})
 			}
 		}
 	}

@@ -217,8 +217,8 @@ func checkReadLog(t *testing.T, data []byte, bufSize int) {
 		t.Fatalf("readLog: %d messages, parseLog: %d", len(got.msgs), len(want.msgs))
 	}
 	for i := range got.msgs {
-		g, w := got.msgs[i], want.msgs[i]
-		if g.UID != w.UID || g.file != w.file || g.ModSeq != w.ModSeq || !slices.Equal(g.Flags, w.Flags) {
+		g, w := got.Message(i), want.Message(i)
+		if g.UID != w.UID || got.msgs[i].file != want.msgs[i].file || g.ModSeq != w.ModSeq || !slices.Equal(g.Flags, w.Flags) {
 			t.Fatalf("message %d: readLog %+v, parseLog %+v", i, g, w)
 		}
 	}

@@ -1,6 +1,7 @@
 package maildir
 
 import (
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -103,5 +104,65 @@ func TestOpenAfterRecreate(t *testing.T) {
 	defer mb.Close()
 	if got := storetest.Body(t, mb, fresh.UID); got != "Subject: new\r\n\r\nnew\r\n" {
 		t.Errorf("new folder's body = %q", got)
+	}
+}
+
+// TestDropBigStateReturnsMemory: dropping idle states that held bigState
+// messages or more gives their memory back to the OS, once per release;
+// dropping a small one does not.
+func TestDropBigStateReturnsMemory(t *testing.T) {
+	returned := make(chan struct{}, 10)
+	s, m := openAliceWith(t, Options{
+		Root: testlib.TempDir(t), MaxIdleMessages: 5, idleGrace: 50 * time.Millisecond,
+		bigState: 10, returnMemory: func() { returned <- struct{}{} },
+	})
+	defer s.Close()
+	for i := range 10 {
+		storetest.Append(t, m, store.Inbox, storetest.Msg(i))
+	}
+	for i := range 6 {
+		storetest.Append(t, m, "Sent", storetest.Msg(i))
+	}
+	selectClose(t, m, store.Inbox, 10)
+	time.Sleep(60 * time.Millisecond)
+	selectClose(t, m, "Drafts", 0) // drops the INBOX: 10 messages
+	select {
+	case <-returned:
+	case <-time.After(5 * time.Second):
+		t.Fatal("dropping a 10-message state (bigState 10) returned no memory")
+	}
+	selectClose(t, m, "Sent", 6)
+	time.Sleep(60 * time.Millisecond)
+	selectClose(t, m, "Trash", 0) // drops .Sent: 6 messages
+	if got := idleCached(s); slices.Contains(got, ".Sent") {
+		t.Fatalf("idle cached = %v, want .Sent dropped", got)
+	}
+	select {
+	case <-returned:
+		t.Error("dropping a 6-message state (bigState 10) returned memory")
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// TestBigRebuildReturnsMemory: a rebuild from bigState files or more
+// returns the memory its scaffolding took once the index is built.
+func TestBigRebuildReturnsMemory(t *testing.T) {
+	root := testlib.TempDir(t)
+	s, m := openAlice(t, root)
+	for i := range 11 {
+		storetest.Append(t, m, store.Inbox, storetest.Msg(i))
+	}
+	s.Close()
+	if err := os.Remove(filepath.Join(root, "example.org", "alice", "Maildir", indexName)); err != nil {
+		t.Fatal(err)
+	}
+	returned := make(chan struct{}, 10)
+	s, m = openAliceWith(t, Options{Root: root, bigState: 10, returnMemory: func() { returned <- struct{}{} }})
+	defer s.Close()
+	selectClose(t, m, store.Inbox, 11) // rebuilds the index
+	select {
+	case <-returned:
+	case <-time.After(5 * time.Second):
+		t.Fatal("rebuilding from 11 files (bigState 10) returned no memory")
 	}
 }

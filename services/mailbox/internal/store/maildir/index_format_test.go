@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,10 +36,10 @@ func TestAppendRecordFormat(t *testing.T) {
 		}
 	}
 	var st indexState
-	st.msgs = []rec{{Message: store.Message{UID: 3, ModSeq: 4, Size: 5, InternalDate: date, Flags: []string{`\Seen`}}, file: "cur/1.M2P3.host:2,S"}}
+	st.msgs = []rec{makeRec(3, 4, 5, date, st.intern([]string{`\Seen`}), "cur/1.M2P3.host:2,S")}
 	st.uidValidity, st.uidNext, st.highestModSeq = 1, 4, 4
 	for i := range 3000 { // more than writeSnapshot's buffer
-		st.msgs = append(st.msgs, rec{Message: store.Message{UID: store.UID(4 + i), ModSeq: 4, Size: 5, InternalDate: date}, file: fmt.Sprintf("cur/%d.M2P3.host:2,", i)})
+		st.msgs = append(st.msgs, makeRec(store.UID(4+i), 4, 5, date, st.intern(nil), fmt.Sprintf("cur/%d.M2P3.host:2,", i)))
 	}
 	st.uidNext = store.UID(4 + len(st.msgs))
 	path := filepath.Join(t.TempDir(), indexName)
@@ -77,12 +79,73 @@ func TestIndexCounts(t *testing.T) {
 		if err := st.apply(batch); err != nil {
 			t.Fatal(err)
 		}
-		unseen, deleted, size := store.Summary(len(st.msgs), st.at)
+		unseen, deleted, size := store.Summary(&st)
 		if got, want := st.counts, (msgCounts{unseen: unseen, deleted: deleted, size: size}); got != want {
 			t.Errorf("after %d messages: counts = %+v, want %+v", len(st.msgs), got, want)
 		}
 	}
 	if len(st.msgs) != 5 {
 		t.Errorf("%d messages, want 5", len(st.msgs))
+	}
+}
+
+// TestFlagListsShared: messages with the same flags share one list, a
+// state keeps each message's own flags through changes, and the lists
+// flag changes leave behind are dropped once they pile up.
+func TestFlagListsShared(t *testing.T) {
+	var st indexState
+	file := func(i int) string { return fmt.Sprintf("cur/%d.M1P1.host,S=10:2,", 1700000000+i) }
+	recs := []record{{kind: 'H', uidValidity: 1, uidNext: 1}}
+	for i := 1; i <= 100; i++ {
+		// A fresh slice each time, as records decoded apart would have.
+		recs = append(recs, record{kind: 'A', uid: store.UID(i), modSeq: 1, size: 10, flags: []string{store.FlagSeen}, file: file(i)})
+	}
+	if err := st.apply(recs); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.flagLists) != 1 {
+		t.Fatalf("100 messages with the same flags hold %d flag lists, want 1", len(st.flagLists))
+	}
+	// One message gets a new keyword 1000 times over: each change makes a
+	// list that the next leaves behind.
+	for n := range 1000 {
+		flags := []string{store.FlagSeen, fmt.Sprintf("k%d", n)}
+		if err := st.apply([]record{{kind: 'F', uid: 7, modSeq: uint64(2 + n), flags: flags, file: file(7)}}); err != nil {
+			t.Fatal(err)
+		}
+		if got := st.Message(6).Flags; !slices.Equal(got, flags) {
+			t.Fatalf("UID 7 flags = %v, want %v", got, flags)
+		}
+		if len(st.flagLists) > 2*2+64 {
+			t.Fatalf("%d flag lists kept with 2 in use, want them compacted", len(st.flagLists))
+		}
+	}
+	for i := range st.msgs {
+		if got := st.Message(i).Flags; i != 6 && !slices.Equal(got, []string{store.FlagSeen}) {
+			t.Fatalf("message %d flags = %v, want [\\Seen]", i, got)
+		}
+	}
+	if st.counts.unseen != 0 || st.counts.size != 1000 {
+		t.Errorf("counts = %+v, want 0 unseen, 1000 bytes", st.counts)
+	}
+}
+
+// TestRecID: a message's ID is fileName.id of its file name, kept as a
+// prefix of the name where it is one, through a rename.
+func TestRecID(t *testing.T) {
+	long := strings.Repeat("x", 80) + ",S=3:2,S" // too long for a UIDL: hashed
+	for _, name := range []string{"1700000000.M1P2Q3.host,S=3,W=4:2,S", "plain", "no-info:2,", long} {
+		fn, err := parseFileName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := makeRec(1, 1, 3, time.UnixMilli(1), 0, "cur/"+name)
+		if got := r.id(); got != fn.id() {
+			t.Errorf("id of %q = %q, want %q", name, got, fn.id())
+		}
+		r.setFile("cur/" + fn.withLetters("RS"))
+		if got := r.id(); got != fn.id() {
+			t.Errorf("id of %q renamed = %q, want %q", name, got, fn.id())
+		}
 	}
 }

@@ -324,7 +324,7 @@ func (h *handle) Messages(ctx context.Context, uids []store.UID) ([]store.Messag
 		i, ok := h.f.st.findFrom(next, uid)
 		next = i
 		if ok {
-			out = append(out, h.f.st.msgs[i].Message)
+			out = append(out, h.f.st.Message(i))
 			next = i + 1
 		}
 	}
@@ -454,11 +454,11 @@ func (h *handle) SetFlags(ctx context.Context, uids []store.UID, op store.FlagOp
 			continue
 		}
 		m := f.st.msgs[i]
-		if unchangedSince > 0 && m.ModSeq > unchangedSince {
+		if unchangedSince > 0 && m.modSeq > unchangedSince {
 			res.Modified = append(res.Modified, uid)
 			continue
 		}
-		next, changed := store.ApplyFlags(m.Flags, op, flags)
+		next, changed := store.ApplyFlags(f.st.flags(i), op, flags)
 		if !changed {
 			continue
 		}
@@ -478,7 +478,7 @@ func (h *handle) SetFlags(ctx context.Context, uids []store.UID, op store.FlagOp
 			continue
 		}
 		if i, ok := f.st.find(r.uid); ok {
-			res.Updated = append(res.Updated, f.st.msgs[i].Message)
+			res.Updated = append(res.Updated, f.st.Message(i))
 			h.view.Touch(r.uid, r.modSeq)
 		}
 	}
@@ -527,12 +527,16 @@ func (h *handle) copy(uids []store.UID, dest string) (store.CopyResult, int64, e
 	if err := h.lock(false); err != nil {
 		return store.CopyResult{}, 0, err
 	}
-	var srcs []rec
+	type source struct {
+		rec   rec
+		flags []string
+	}
+	var srcs []source
 	var total int64
 	for _, uid := range store.UniqueUIDs(uids) {
 		if i, ok := h.f.st.find(uid); ok {
-			srcs = append(srcs, h.f.st.msgs[i])
-			total += h.f.st.msgs[i].Size
+			srcs = append(srcs, source{h.f.st.msgs[i], h.f.st.flags(i)})
+			total += h.f.st.msgs[i].size
 		}
 	}
 	h.f.mu.Unlock()
@@ -555,15 +559,16 @@ func (h *handle) copy(uids []store.UID, dest string) (store.CopyResult, int64, e
 			if uid == maxUID {
 				return errOutOfUIDs
 			}
-			fn, _ := parseFileName(src.file[4:])
-			to := "cur/" + fileName{base: baseName(h.m.s.newUnique(), src.Size, fn.vsize, uid)}.withLetters(lettersFromFlags(src.Flags, g.kw))
-			if !h.f.linkInto(src, g, to) {
+			m := &src.rec
+			fn, _ := parseFileName(m.file[4:])
+			to := "cur/" + fileName{base: baseName(h.m.s.newUnique(), m.size, fn.vsize, uid)}.withLetters(lettersFromFlags(src.flags, g.kw))
+			if !h.f.linkInto(*m, g, to) {
 				continue // expunged meanwhile
 			}
-			res.SourceUIDs = append(res.SourceUIDs, src.UID)
-			recs = append(recs, record{kind: 'A', uid: uid, size: src.Size, date: src.InternalDate, flags: src.Flags, file: to})
+			res.SourceUIDs = append(res.SourceUIDs, m.uid)
+			recs = append(recs, record{kind: 'A', uid: uid, size: m.size, date: m.internalDate(), flags: src.flags, file: to})
 			uid++
-			copied += src.Size
+			copied += m.size
 		}
 		if len(recs) == 0 {
 			res.UIDValidity = g.st.uidValidity
@@ -647,7 +652,7 @@ func (h *handle) Move(ctx context.Context, uids []store.UID, dest string) (store
 	for _, uid := range res.SourceUIDs {
 		gone[uid] = true
 	}
-	removed, err := h.remove(func(m rec) bool { return gone[m.UID] })
+	removed, err := h.remove(func(m rec, _ []string) bool { return gone[m.uid] })
 	if err != nil {
 		return res, nil, err
 	}
@@ -662,8 +667,8 @@ func (h *handle) Expunge(ctx context.Context, uids []store.UID) ([]store.Expunge
 			only[uid] = true
 		}
 	}
-	removed, err := h.remove(func(m rec) bool {
-		return store.HasFlag(m.Flags, store.FlagDeleted) && (only == nil || only[m.UID])
+	removed, err := h.remove(func(m rec, flags []string) bool {
+		return store.HasFlag(flags, store.FlagDeleted) && (only == nil || only[m.uid])
 	})
 	if err != nil {
 		return nil, err
@@ -675,7 +680,7 @@ func (h *handle) Expunge(ctx context.Context, uids []store.UID) ([]store.Expunge
 // fsynced, then the X records. In that order a crash can leave an index
 // record without a file (read as expunged) but never a file without its
 // record that a later scan would bring back as a new message.
-func (h *handle) remove(sel func(rec) bool) ([]store.UID, error) {
+func (h *handle) remove(sel func(m rec, flags []string) bool) ([]store.UID, error) {
 	if err := h.begin(); err != nil {
 		return nil, err
 	}
@@ -683,8 +688,8 @@ func (h *handle) remove(sel func(rec) bool) ([]store.UID, error) {
 	f := h.f
 	var recs []record
 	var bytes int64
-	for _, m := range f.st.msgs {
-		if !sel(m) {
+	for i, m := range f.st.msgs {
+		if !sel(m, f.st.flags(i)) {
 			continue
 		}
 		err := os.Remove(f.path(m.file))
@@ -698,8 +703,8 @@ func (h *handle) remove(sel func(rec) bool) ([]store.UID, error) {
 		if err != nil {
 			break // commit what is done; the rest stays
 		}
-		recs = append(recs, record{kind: 'X', uid: m.UID})
-		bytes += m.Size
+		recs = append(recs, record{kind: 'X', uid: m.uid})
+		bytes += m.size
 	}
 	if len(recs) == 0 {
 		return nil, nil
@@ -730,7 +735,7 @@ func (h *handle) Poll(ctx context.Context, allowExpunge bool) (store.Changes, er
 	if h.view.Current(st.highestModSeq, len(st.msgs)) {
 		return store.Changes{}, nil
 	}
-	ch := h.view.Poll(len(st.msgs), st.at, st.keywords, allowExpunge)
+	ch := h.view.Poll(st, st.keywords, allowExpunge)
 	h.view.Mark(st.highestModSeq, len(st.msgs))
 	return ch, nil
 }

@@ -44,6 +44,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -90,6 +91,13 @@ type Options struct {
 	// nobody has open reads its index once, not once per message; default
 	// defaultIdleGrace, shorter in tests.
 	idleGrace time.Duration
+	// bigState is the number of messages from which dropping a state, or
+	// building one, is worth returning memory to the OS for (returnMemory);
+	// default bigRebuild, smaller in tests.
+	bigState int
+	// returnMemory gives the memory of dropped states back to the OS;
+	// default debug.FreeOSMemory, counted in tests.
+	returnMemory func()
 }
 
 const defaultIdleGrace = 5 * time.Second
@@ -146,6 +154,12 @@ func Open(opts Options) (*Store, error) {
 	if opts.idleGrace <= 0 {
 		opts.idleGrace = defaultIdleGrace
 	}
+	if opts.bigState <= 0 {
+		opts.bigState = bigRebuild
+	}
+	if opts.returnMemory == nil {
+		opts.returnMemory = debug.FreeOSMemory
+	}
 	return &Store{opts: opts, pid: os.Getpid(), folders: make(map[string]*folder), quotas: make(map[string]quotaSeen)}, nil
 }
 
@@ -182,6 +196,7 @@ func (f *folder) close() {
 		f.dirFile = nil
 	}
 	f.loaded = false
+	f.st = indexState{} // its memory goes even if something still refers to f
 }
 
 // acquire returns the shared folder state of dir, counting a reference.
@@ -204,6 +219,20 @@ func (s *Store) acquire(user, dir string) (*folder, error) {
 // closed, least recently used first, and so are those beyond
 // MaxIdleMessages once idle for idleGrace.
 func (s *Store) release(f *folder) {
+	if dropped := s.releaseRef(f); dropped >= s.opts.bigState {
+		// The runtime sizes the heap it keeps on what was live at the last
+		// collection: tens of MB while a 100,000-message state was loaded,
+		// which would otherwise stay resident, filled with garbage, until
+		// the next collection, long after the state is gone. Returned in
+		// the background: the session that happened to release it should
+		// not wait for a collection.
+		go s.opts.returnMemory()
+	}
+}
+
+// releaseRef is release's bookkeeping; it returns how many messages the
+// states it dropped held.
+func (s *Store) releaseRef(f *folder) (dropped int) {
 	f.mu.Lock()
 	msgs := len(f.st.msgs)
 	f.mu.Unlock()
@@ -211,7 +240,7 @@ func (s *Store) release(f *folder) {
 	defer s.mu.Unlock()
 	f.refs--
 	if f.refs > 0 {
-		return
+		return 0
 	}
 	now := time.Now()
 	f.lastUsed, f.idleMsgs = now, msgs
@@ -224,7 +253,7 @@ func (s *Store) release(f *folder) {
 		}
 	}
 	if len(idle) <= s.opts.MaxIdleFolders && idleMsgs <= s.opts.MaxIdleMessages {
-		return
+		return 0
 	}
 	slices.SortFunc(idle, func(a, b *folder) int { return a.lastUsed.Compare(b.lastUsed) })
 	kept := len(idle)
@@ -240,7 +269,9 @@ func (s *Store) release(f *folder) {
 		g.mu.Unlock()
 		kept--
 		idleMsgs -= g.idleMsgs
+		dropped += g.idleMsgs
 	}
+	return dropped
 }
 
 // forget drops the cached state of dir and the folders below it, after

@@ -213,7 +213,7 @@ func (h *handle) Poll(ctx context.Context, allowExpunge bool) (store.Changes, er
 	if err := h.checkLocked(); err != nil {
 		return store.Changes{}, err
 	}
-	return h.view.Poll(len(h.mb.msgs), h.mb.at, h.mb.keywords, allowExpunge), nil
+	return h.view.Poll(listing(h.mb.msgs), h.mb.keywords, allowExpunge), nil
 }
 
 func (h *handle) Updates() <-chan struct{} { return h.updates }

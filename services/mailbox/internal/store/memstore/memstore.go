@@ -73,7 +73,13 @@ type rec struct {
 	body []byte
 }
 
-func (mb *mailbox) at(i int) *store.Message { return &mb.msgs[i].Message }
+// listing is msgs as a store.Listing.
+type listing []rec
+
+func (l listing) Len() int                    { return len(l) }
+func (l listing) UID(i int) store.UID         { return l[i].UID }
+func (l listing) ModSeq(i int) uint64         { return l[i].ModSeq }
+func (l listing) Message(i int) store.Message { return l[i].Message }
 
 func (mb *mailbox) find(uid store.UID) (int, bool) {
 	return slices.BinarySearchFunc(mb.msgs, uid, func(r rec, uid store.UID) int {
@@ -267,7 +273,7 @@ func (m *mailboxes) Status(ctx context.Context, name string) (store.Status, erro
 }
 
 func (mb *mailbox) statusLocked() store.Status {
-	unseen, deleted, size := store.Summary(len(mb.msgs), mb.at)
+	unseen, deleted, size := store.Summary(listing(mb.msgs))
 	return store.Status{
 		Name:          mb.name,
 		UIDValidity:   mb.uidValidity,
@@ -372,7 +378,7 @@ func (m *mailboxes) Select(ctx context.Context, name string) (store.Mailbox, err
 		u:           m.u,
 		mb:          mb,
 		uidValidity: mb.uidValidity,
-		view:        store.NewView(len(mb.msgs), mb.at, mb.keywords),
+		view:        store.NewView(listing(mb.msgs), mb.keywords),
 		updates:     mb.notifier.Subscribe(),
 		selected:    mb.statusLocked(),
 	}, nil
