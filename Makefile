@@ -12,6 +12,13 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 STATICCHECK_VERSION        := v0.7.0
 
+# Argon2 through libsodium when its header is installed (Debian's
+# libsodium-dev, which scripts/install-deps.sh installs): it has AVX2 and
+# AVX-512 code where golang.org/x/crypto has SSE4.1 only, and a login is
+# mostly its hash (services/auth/internal/password/argon2_libsodium.go).
+# Without it, or with GOTAGS= , auth is pure Go, as in the Docker images.
+GOTAGS  ?= $(shell test -e /usr/include/sodium.h && echo libsodium)
+
 BIN     := $(CURDIR)/.bin
 MODULES  = $(shell go list -m -f '{{.Dir}}')
 PROTOS  := $(shell find proto -name '*.proto')
@@ -28,7 +35,7 @@ help: ## list the targets
 .PHONY: build
 build: ## build every binary into ./bin
 	@mkdir -p bin
-	go build -o bin/ ./services/auth/cmd/auth ./services/mailbox/cmd/mailbox ./services/mailctl/cmd/mailctl ./services/mta/cmd/mta
+	go build -tags '$(GOTAGS)' -o bin/ ./services/auth/cmd/auth ./services/mailbox/cmd/mailbox ./services/mailctl/cmd/mailctl ./services/mta/cmd/mta
 
 $(BIN)/protoc-gen-go:
 	GOBIN=$(BIN) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
@@ -61,12 +68,13 @@ fmt: ## gofmt every module
 lint: $(BIN)/staticcheck ## go vet + staticcheck + gofmt check on every module
 	@out=$$(gofmt -s -l $(MODULES)); test -z "$$out" || { echo "not gofmt'ed:"; echo "$$out"; exit 1; }
 	@for m in $(MODULES); do (cd $$m && go vet ./... && $(BIN)/staticcheck ./...) || exit 1; done
+	@test -z '$(GOTAGS)' || for m in $(MODULES); do (cd $$m && go vet -tags '$(GOTAGS)' ./... && $(BIN)/staticcheck -tags '$(GOTAGS)' ./...) || exit 1; done
 	@# Docker builds each module alone: its replace lines and go.sum must suffice.
 	@for m in $(MODULES); do (cd $$m && GOWORK=off go build ./...) || { echo "$$m does not build with GOWORK=off: fix its go.mod replace lines / go.sum" >&2; exit 1; }; done
 
 .PHONY: test
 test: ## run every module's tests with -race (MariaDB tests need POSTCOVE_TEST_MYSQL_DSN; see README)
-	@for m in $(MODULES); do echo "== $$m"; (cd $$m && go test -race -shuffle=on -count=1 ./...) || exit 1; done
+	@for m in $(MODULES); do echo "== $$m"; (cd $$m && go test -tags '$(GOTAGS)' -race -shuffle=on -count=1 ./...) || exit 1; done
 	@# The forked dependencies are outside the workspace: their own tests,
 	@# upstream's and those of postcove's changes (third_party/*/POSTCOVE.md).
 	@for m in third_party/*/; do echo "== $$m"; (cd $$m && GOWORK=off go test -race -count=1 ./...) || exit 1; done

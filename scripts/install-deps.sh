@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
 	make git ca-certificates
+	gcc libc6-dev libsodium-dev  # auth's argon2 through libsodium (cgo; the Makefile's GOTAGS)
 	protobuf-compiler        # make gen / check-gen (protoc 3.21.12 on Debian 12)
 	mariadb-server mariadb-client  # the auth store suite runs against real MariaDB
 	dovecot-core             # doveadm pw: password-hash test vectors

@@ -61,7 +61,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("password parameters: %w", err)
 	}
 	hasher := password.New(password.DefaultParams())
-	limitMemory(cfg.MaxConcurrentLogins, password.DefaultParams(), log)
+	if password.HashMemoryOnHeap {
+		limitMemory(cfg.MaxConcurrentLogins, password.DefaultParams(), log)
+	}
 
 	reg := metrics.NewRegistry()
 	g, hs := grpcx.NewServer(grpcx.ServerOptions{TLS: tlsCfg, Logger: log, Registry: reg})
@@ -91,7 +93,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	go watchHealth(ctx, srv, hs, cfg.Database.HealthInterval, log)
 	go pruneLockouts(ctx, srv, log)
-	log.Info("auth serving", "grpc", lis.Addr().String(), "metrics", cfg.Listen.Metrics, "database", cfg.Database.Driver, "tls", tlsCfg != nil)
+	log.Info("auth serving", "grpc", lis.Addr().String(), "metrics", cfg.Listen.Metrics, "database", cfg.Database.Driver, "tls", tlsCfg != nil, "argon2", password.Argon2Implementation)
 
 	var first error
 	for range running {

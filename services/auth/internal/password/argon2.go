@@ -56,14 +56,17 @@ func (a *argon2Hash) String() string {
 }
 
 func (a *argon2Hash) verify(plain []byte) bool {
-	keyLen := uint32(len(a.key))
-	var got []byte
-	if a.id {
-		got = argon2.IDKey(plain, a.salt, a.time, a.memory, a.threads, keyLen)
-	} else {
-		got = argon2.Key(plain, a.salt, a.time, a.memory, a.threads, keyLen)
-	}
+	got := argon2Key(a.id, plain, a.salt, a.time, a.memory, a.threads, uint32(len(a.key)))
 	return subtle.ConstantTimeCompare(got, a.key) == 1
+}
+
+// goArgon2Key computes an argon2id (id) or argon2i key with
+// golang.org/x/crypto/argon2, which takes any parameters parse accepts.
+func goArgon2Key(id bool, plain, salt []byte, time, memoryKiB uint32, threads uint8, keyLen uint32) []byte {
+	if id {
+		return argon2.IDKey(plain, salt, time, memoryKiB, threads, keyLen)
+	}
+	return argon2.Key(plain, salt, time, memoryKiB, threads, keyLen)
 }
 
 // hasParams reports whether a is argon2id made with exactly p.

@@ -39,8 +39,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-
-	"golang.org/x/crypto/argon2"
 )
 
 // Errors Verify wraps when a stored hash cannot be used. A wrong password is
@@ -131,7 +129,7 @@ func (h *Hasher) Hash(plain string) (string, error) {
 		time:    p.Time,
 		threads: p.Threads,
 		salt:    salt,
-		key:     argon2.IDKey([]byte(plain), salt, p.Time, p.MemoryKiB, p.Threads, p.KeyLen),
+		key:     argon2Key(true, []byte(plain), salt, p.Time, p.MemoryKiB, p.Threads, p.KeyLen),
 	}
 	return "{ARGON2ID}" + a.String(), nil
 }

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	authv1 "github.com/postcove/postcove/proto/postcove/auth/v1"
+	"github.com/postcove/postcove/services/auth/internal/password"
 	"github.com/postcove/postcove/services/auth/internal/resolve"
 	"github.com/postcove/postcove/services/auth/internal/store"
 	"github.com/postcove/postcove/services/internal/address"
@@ -122,17 +123,19 @@ func (s *Server) checkPassword(ctx context.Context, account, plain string) (u st
 // hashSlot waits for one of the MaxConcurrentLogins slots that every
 // argon2id computation (a login's verification, a new hash) runs in: each
 // holds its memory cost (19 MiB by default) while it runs, so the slots
-// bound the memory as well as the CPU. The returned release collects
-// garbage before it gives the slot back: the computation's memory is
-// garbage by then, but the collector would only reclaim it after more
-// hashes had allocated theirs (measured with two slots: four times m of
-// heap, not two). A collection of auth's small heap costs a few percent
-// of a hash.
+// bound the memory as well as the CPU. When that memory is Go heap
+// (password.HashMemoryOnHeap), the returned release collects garbage
+// before it gives the slot back: the computation's memory is garbage by
+// then, but the collector would only reclaim it after more hashes had
+// allocated theirs (measured with two slots: four times m of heap, not
+// two). A collection of auth's small heap costs a few percent of a hash.
 func (s *Server) hashSlot(ctx context.Context) (release func(), err error) {
 	select {
 	case s.logins <- struct{}{}:
 		return func() {
-			runtime.GC()
+			if password.HashMemoryOnHeap {
+				runtime.GC()
+			}
 			<-s.logins
 		}, nil
 	case <-ctx.Done():

@@ -37,6 +37,7 @@ import (
 
 	"github.com/postcove/postcove/services/bench/internal/dovecot"
 	"github.com/postcove/postcove/services/bench/internal/load"
+	postcovebin "github.com/postcove/postcove/services/bench/internal/postcove"
 	"github.com/postcove/postcove/services/bench/internal/report"
 )
 
@@ -432,7 +433,7 @@ func (b *bench) describe(ctx context.Context) {
 	b.rep.Notes = []string{
 		"ratio = postcove calls/s ÷ dovecot calls/s: above 1, postcove is faster.",
 		"Closed loop: each worker has one call in flight. Postcove: one gRPC connection shared by the workers (HTTP/2 streams, as the mail services will call it). Dovecot: one unix-socket connection per worker (auth-client for logins, auth-userdb for lookups).",
-		"Same users, same passwords, same argon2id parameters on both sides (m=19456 KiB, t=2, p=1: postcove's defaults, written for dovecot in its {ARGON2ID} format): dovecot verifies with libsodium, postcove with golang.org/x/crypto. Authenticate / AUTH PLAIN: correct password, uniformly random user, service imap, remote IP 127.0.0.1. ResolveRecipient / USER: uniformly random user, 10% addresses in the domain that nobody has. Both servers get the same request sequence, and every answer is checked.",
+		"Same users, same passwords, same argon2id parameters on both sides (m=19456 KiB, t=2, p=1: postcove's defaults, written for dovecot in its {ARGON2ID} format): dovecot verifies with libsodium, postcove with " + postcovebin.Argon2(filepath.Join(b.root, "postcove-1-"+b.backends[0].name+".log")) + " (what its log says: libsodium when built with it, see README). Authenticate / AUTH PLAIN: correct password, uniformly random user, service imap, remote IP 127.0.0.1. ResolveRecipient / USER: uniformly random user, 10% addresses in the domain that nobody has. Both servers get the same request sequence, and every answer is checked.",
 		"Dovecot: passwd-file passdb and userdb (held in memory), one auth process doing every lookup and every hash verification (dovecot allows one auth process; auth-workers serve only blocking databases and cached verifications), auth_cache_size=0 (its default; dovecot does not cache passwd-file lookups anyway, so it has no cache to switch and is measured once per row pair), auth_verbose=no, the rest Debian's defaults.",
 		"Postcove: \"cache 5s\" is its default configuration (ResolveRecipient answers cached 5 s, dropped on admin changes; Authenticate is never cached, so it is measured on this variant only); \"cache off\" sets resolve.cache_ttl=0. Lockout off (thresholds 0), max_concurrent_logins default (one per CPU), one JSON log line per login to a file (its default info level).",
 		fmt.Sprintf("Peak RSS: the sum of VmHWM over the server's process tree (the pid and its descendants by ppid in /proc), sampled every %v so processes that exit are counted: a sum of per-process peaks, an upper bound. \"max sampled RSS\" is the largest sum of VmRSS seen at one time, a lower bound. Each server runs for the whole measurement; the users were created by another postcove process, so CreateUser's hashing is not counted. A MariaDB server is not counted (it is not ours); SQLite runs inside postcove.", memorySampleInterval),

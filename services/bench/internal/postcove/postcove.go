@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -537,4 +538,24 @@ func (p Paths) spread() string {
 		return "; chattr +T: each server's directories in block groups of their own, so that the files one side removes do not slow the other's file creations"
 	}
 	return ""
+}
+
+// Argon2 returns the argon2 implementation a postcove auth process says,
+// in its log at logPath, that it hashes with ("libsodium" or
+// "golang.org/x/crypto/argon2"), or "unknown".
+func Argon2(logPath string) string {
+	data, err := os.ReadFile(logPath)
+	if err != nil {
+		return "unknown"
+	}
+	for line := range strings.Lines(string(data)) {
+		var rec struct {
+			Msg    string `json:"msg"`
+			Argon2 string `json:"argon2"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "auth serving" && rec.Argon2 != "" {
+			return rec.Argon2
+		}
+	}
+	return "unknown"
 }

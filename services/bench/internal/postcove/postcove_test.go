@@ -3,6 +3,7 @@ package postcove_test
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -59,5 +60,23 @@ func TestInFrameDirectory(t *testing.T) {
 		if kept := statErr == nil; kept != (runErr != nil) {
 			t.Errorf("run error %v: directory kept = %v", runErr, kept)
 		}
+	}
+}
+
+// TestArgon2: the implementation comes from auth's "auth serving" line.
+func TestArgon2(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "auth.log")
+	lines := `{"level":"INFO","msg":"opening database"}
+{"level":"INFO","msg":"auth serving","grpc":"127.0.0.1:1","argon2":"libsodium"}
+`
+	if err := os.WriteFile(log, []byte(lines), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := postcove.Argon2(log); got != "libsodium" {
+		t.Errorf("Argon2 = %q, want libsodium", got)
+	}
+	if got := postcove.Argon2(filepath.Join(dir, "missing.log")); got != "unknown" {
+		t.Errorf("Argon2 of no log = %q, want unknown", got)
 	}
 }

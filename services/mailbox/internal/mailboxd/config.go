@@ -130,7 +130,7 @@ type Limits struct {
 	// more often and returns freed memory to the system sooner, which
 	// keeps the peaks of index builds and large FETCHes down. It is not a
 	// cap: a process whose live data (the indexes of the mailboxes open at
-	// once: about 250 bytes a message) outgrows it only spends more CPU on
+	// once: about 130 bytes a message) outgrows it only spends more CPU on
 	// collection, so raise it on a server with many large mailboxes open.
 	// 0, the default, leaves the runtime's default (none, or GOMEMLIMIT
 	// from the environment, which also wins over this setting). 64 MiB
