@@ -551,7 +551,7 @@ func (f *folder) rebuild() error {
 		keyed[i] = rebuildKey{dovecotUID: ul.uids[df.fn.base], uid: df.fn.uid, sec: sec, i: i}
 	}
 	slices.SortFunc(keyed, func(a, b rebuildKey) int { return compareRebuildKeys(files, a, b) })
-	big := len(files) > f.s.opts.bigState
+	big := len(files) >= f.s.opts.bigState
 	if big {
 		// What the scan read and parsed is garbage now: collected here,
 		// the heap does not grow to hold it and the new index together.
@@ -559,7 +559,7 @@ func (f *folder) rebuild() error {
 	}
 	infos := f.fileInfos(files)
 	st.msgs = make([]rec, 0, len(files))
-	interned := map[string][]string{} // flag lists by letters: a few distinct ones
+	byLetters := map[string]flagsRef{} // flag lists by letters: a few distinct ones
 	var last store.UID
 	for j, k := range keyed {
 		df := files[k.i]
@@ -577,17 +577,17 @@ func (f *folder) rebuild() error {
 			uid = max(st.uidNext, last+1)
 		}
 		last = uid
-		flags, ok := interned[df.fn.letters]
+		ref, ok := byLetters[df.fn.letters]
 		if !ok {
-			flags = flagsFromLetters(df.fn.letters, f.kw)
-			if len(interned) < maxInternedFlagLists {
-				interned[df.fn.letters] = flags
+			ref = st.intern(flagsFromLetters(df.fn.letters, f.kw))
+			if len(byLetters) < maxInternedFlagLists {
+				byLetters[df.fn.letters] = ref
 			}
 		}
 		st.highestModSeq = 1
-		st.msgs = append(st.msgs, makeRec(uid, 1, size, mtime, st.intern(flags), df.file))
+		st.msgs = append(st.msgs, makeRec(uid, 1, size, mtime, ref, df.file, df.fn))
 		st.uidNext = max(st.uidNext, uid+1)
-		st.keywords = store.AddKeywords(st.keywords, flags)
+		st.addKeywords(st.flagLists[ref])
 	}
 	st.recount()
 	if err := f.writeIndex(st); err != nil {

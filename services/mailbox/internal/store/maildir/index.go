@@ -656,21 +656,26 @@ type rec struct {
 // flagsRef is a flag list's place in indexState.flagLists.
 type flagsRef uint32
 
-// makeRec returns a message's rec, its flags already interned.
-func makeRec(uid store.UID, modSeq uint64, size int64, date time.Time, flags flagsRef, file string) rec {
-	r := rec{file: file, modSeq: modSeq, size: size, date: date.UnixMilli(), uid: uid, flags: flags}
-	r.setFile(file)
+// makeRec returns a message's rec, its flags already interned; fn is its
+// file's name, parsed (parseFile).
+func makeRec(uid store.UID, modSeq uint64, size int64, date time.Time, flags flagsRef, file string, fn fileName) rec {
+	r := rec{modSeq: modSeq, size: size, date: date.UnixMilli(), uid: uid, flags: flags}
+	r.setFile(file, fn)
 	return r
 }
 
-// setFile records the message's file, renamed.
-func (r *rec) setFile(file string) {
+// parseFile parses the name of file, a path relative to the folder; a
+// name that does not parse gives the zero fileName, whose id is a hash.
+func parseFile(file string) fileName {
+	fn, _ := parseFileName(file[len("cur/"):])
+	return fn
+}
+
+// setFile records the message's file, renamed; fn is its name, parsed.
+func (r *rec) setFile(file string, fn fileName) {
 	r.file, r.idLen = file, 0
-	name := file[len("cur/"):]
-	if fn, err := parseFileName(name); err == nil {
-		if id := fn.id(); len(id) <= 255 && strings.HasPrefix(name, id) {
-			r.idLen = uint8(len(id))
-		}
+	if id := fn.id(); strings.HasPrefix(file[len("cur/"):], id) {
+		r.idLen = uint8(len(id)) // at most 70 (fileName.id)
 	}
 }
 
@@ -680,8 +685,7 @@ func (r *rec) id() string {
 	if r.idLen > 0 {
 		return name[:r.idLen]
 	}
-	fn, _ := parseFileName(name)
-	return fn.id()
+	return parseFile(r.file).id()
 }
 
 // internalDate is the message's INTERNALDATE.
@@ -803,7 +807,7 @@ func (st *indexState) apply(recs []record) error {
 				return fmt.Errorf("%w: uid %d not above %d", errCorruptIndex, r.uid, st.maxUID)
 			}
 			st.maxUID = r.uid
-			st.msgs = append(st.msgs, makeRec(r.uid, r.modSeq, r.size, r.date, st.intern(r.flags), r.file))
+			st.msgs = append(st.msgs, makeRec(r.uid, r.modSeq, r.size, r.date, st.intern(r.flags), r.file, parseFile(r.file)))
 			st.count(len(st.msgs)-1, 1)
 			st.uidNext = max(st.uidNext, r.uid+1)
 			st.addKeywords(r.flags)
@@ -812,7 +816,7 @@ func (st *indexState) apply(recs []record) error {
 				st.count(i, -1)
 				m := &st.msgs[i]
 				m.flags, m.modSeq = st.intern(r.flags), r.modSeq
-				m.setFile(r.file)
+				m.setFile(r.file, parseFile(r.file))
 				st.count(i, 1)
 				st.addKeywords(r.flags)
 			}

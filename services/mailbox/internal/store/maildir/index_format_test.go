@@ -36,10 +36,11 @@ func TestAppendRecordFormat(t *testing.T) {
 		}
 	}
 	var st indexState
-	st.msgs = []rec{makeRec(3, 4, 5, date, st.intern([]string{`\Seen`}), "cur/1.M2P3.host:2,S")}
+	st.msgs = []rec{makeRec(3, 4, 5, date, st.intern([]string{`\Seen`}), "cur/1.M2P3.host:2,S", parseFile("cur/1.M2P3.host:2,S"))}
 	st.uidValidity, st.uidNext, st.highestModSeq = 1, 4, 4
 	for i := range 3000 { // more than writeSnapshot's buffer
-		st.msgs = append(st.msgs, makeRec(store.UID(4+i), 4, 5, date, st.intern(nil), fmt.Sprintf("cur/%d.M2P3.host:2,", i)))
+		file := fmt.Sprintf("cur/%d.M2P3.host:2,", i)
+		st.msgs = append(st.msgs, makeRec(store.UID(4+i), 4, 5, date, st.intern(nil), file, parseFile(file)))
 	}
 	st.uidNext = store.UID(4 + len(st.msgs))
 	path := filepath.Join(t.TempDir(), indexName)
@@ -139,11 +140,12 @@ func TestRecID(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := makeRec(1, 1, 3, time.UnixMilli(1), 0, "cur/"+name)
+		r := makeRec(1, 1, 3, time.UnixMilli(1), 0, "cur/"+name, fn)
 		if got := r.id(); got != fn.id() {
 			t.Errorf("id of %q = %q, want %q", name, got, fn.id())
 		}
-		r.setFile("cur/" + fn.withLetters("RS"))
+		renamed := "cur/" + fn.withLetters("RS")
+		r.setFile(renamed, parseFile(renamed))
 		if got := r.id(); got != fn.id() {
 			t.Errorf("id of %q renamed = %q, want %q", name, got, fn.id())
 		}
