@@ -6,6 +6,7 @@
 package postcove
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -544,16 +545,19 @@ func (p Paths) spread() string {
 // in its log at logPath, that it hashes with ("libsodium" or
 // "golang.org/x/crypto/argon2"), or "unknown".
 func Argon2(logPath string) string {
-	data, err := os.ReadFile(logPath)
+	f, err := os.Open(logPath)
 	if err != nil {
 		return "unknown"
 	}
-	for line := range strings.Lines(string(data)) {
+	defer f.Close()
+	// The line comes at start, before a run's thousands of login lines.
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
 		var rec struct {
 			Msg    string `json:"msg"`
 			Argon2 string `json:"argon2"`
 		}
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "auth serving" && rec.Argon2 != "" {
+		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "auth serving" && rec.Argon2 != "" {
 			return rec.Argon2
 		}
 	}
